@@ -1,0 +1,29 @@
+"""jobstore: the jobs of worker processes in plain JSON files, safe across processes and crashes."""
+
+from __future__ import annotations
+
+from ._errors import (
+    CorruptStoreError,
+    InvalidJobError,
+    InvalidStateError,
+    JobNotFoundError,
+    JobStoreError,
+    StoreLockTimeout,
+)
+from ._schema import published_schema
+from ._status import JobStatus
+from ._store import JobStore
+from ._version import __version__
+
+__all__ = [
+    "CorruptStoreError",
+    "InvalidJobError",
+    "InvalidStateError",
+    "JobNotFoundError",
+    "JobStatus",
+    "JobStore",
+    "JobStoreError",
+    "StoreLockTimeout",
+    "__version__",
+    "published_schema",
+]

@@ -1,0 +1,72 @@
+"""The storage engine interface: what the store needs from wherever jobs are kept.
+
+An engine keeps one table per state and serializes sessions across processes; within a session a
+caller reads, stages changes in a :class:`Batch`, and applies them all or nothing. The JSON-file
+engine lives in ``_tinydb_engine``; a database engine implements the same two protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._status import JobStatus
+
+Document = dict[str, Any]
+
+
+@dataclass
+class Batch:
+    """The changes one operation makes, applied together or not at all."""
+
+    #: job id -> (state, new document); the job leaves every other table.
+    puts: dict[str, tuple[JobStatus, Document]] = field(default_factory=dict)
+    #: ids of jobs to remove from whichever table holds them.
+    deletes: set[str] = field(default_factory=set)
+
+    def put(self, state: JobStatus, document: Document) -> None:
+        """Stage ``document`` as the whole of its job, in ``state``'s table."""
+        job_id = document["id"]
+        self.deletes.discard(job_id)
+        self.puts[job_id] = (state, document)
+
+    def delete(self, job_id: str) -> None:
+        """Stage the removal of the job from every table."""
+        self.puts.pop(job_id, None)
+        self.deletes.add(job_id)
+
+    def documents(self) -> Iterator[Document]:
+        """Yield every document the batch writes."""
+        for _, document in self.puts.values():
+            yield document
+
+    def __bool__(self) -> bool:
+        return bool(self.puts or self.deletes)
+
+
+class Session(Protocol):
+    """Exclusive access to the store while it lasts; reads always see the latest committed state.
+
+    Documents returned are the engine's own: callers copy them before handing them out or changing them.
+    """
+
+    def get(self, state: JobStatus, job_id: str) -> Mapping[str, Any] | None:
+        """Return the job from ``state``'s table, or None."""
+
+    def find(self, job_id: str) -> tuple[JobStatus, Mapping[str, Any]] | None:
+        """Return the state and document of the job, whichever table holds it, or None."""
+
+    def jobs(self, state: JobStatus) -> list[Mapping[str, Any]]:
+        """Return the jobs of ``state``'s table in the order they entered it."""
+
+    def apply(self, batch: Batch) -> None:
+        """Write every change of the batch atomically: after a crash, all of it or none of it is seen."""
+
+
+class Engine(Protocol):
+    """A place that keeps jobs, one table per state."""
+
+    def session(self) -> AbstractContextManager[Session]:
+        """Open a session that excludes every other session, in this and in other processes."""

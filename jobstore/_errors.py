@@ -1,0 +1,89 @@
+"""The exceptions jobstore raises: one base class, each subclass also the nearest builtin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class JobStoreError(Exception):
+    """Base class of every error jobstore raises on purpose."""
+
+
+class InvalidStateError(JobStoreError, ValueError):
+    """A state name that is not one of the job statuses.
+
+    :param state: the value that was given
+    :param states: the valid state names
+    """
+
+    def __init__(self, state: object, states: Sequence[str]) -> None:
+        self.state = state
+        self.states = tuple(states)
+        super().__init__(f"unknown job state {state!r}; expected one of: {', '.join(self.states)}")
+
+
+class InvalidJobError(JobStoreError, ValueError):
+    """A job document (or a job id) that the schema or the store rejects; nothing was written.
+
+    :param job_id: the id of the job concerned, when known
+    :param problems: ``(field, message)`` pairs; field is None when the problem is the whole document
+    """
+
+    def __init__(self, job_id: object, problems: Sequence[tuple[str | None, str]]) -> None:
+        self.job_id = job_id
+        self.problems = tuple(problems)
+        details = "; ".join(
+            message if field is None else f"field {field!r}: {message}" for field, message in self.problems
+        )
+        super().__init__(f"invalid job {job_id!r}: {details}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The names of the fields at fault, in the order reported."""
+        return tuple(field for field, _ in self.problems if field is not None)
+
+
+class JobNotFoundError(JobStoreError, KeyError):
+    """No table of the store holds the job.
+
+    :param job_id: the id that was looked up
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(job_id)
+
+    def __str__(self) -> str:
+        # KeyError would print only the repr of its argument; say what was missing.
+        return f"no job with id {self.job_id!r}"
+
+
+class StoreLockTimeout(JobStoreError, TimeoutError):
+    """The store's lock was not obtained in time: another process or thread holds it.
+
+    :param lock_file: the path of the lock file
+    :param timeout: the seconds waited
+    """
+
+    def __init__(self, lock_file: str, timeout: float) -> None:
+        self.lock_file = lock_file
+        self.timeout = timeout
+        super().__init__(f"could not lock the job store within {timeout:g} s: {lock_file} is held by another process")
+
+
+class CorruptStoreError(JobStoreError, ValueError):
+    """A store file that cannot be read as jobstore wrote it; the store leaves it untouched.
+
+    :param path: the file at fault
+    :param detail: what is wrong with it
+    :param line: the line of the fault, when known (1-based)
+    :param column: the column of the fault, when known (1-based)
+    """
+
+    def __init__(self, path: str, detail: str, line: int | None = None, column: int | None = None) -> None:
+        self.path = path
+        self.detail = detail
+        self.line = line
+        self.column = column
+        where = f" (line {line}, column {column})" if line is not None else ""
+        super().__init__(f"damaged store file {path}{where}: {detail}")

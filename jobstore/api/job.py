@@ -1,0 +1,155 @@
+"""The api.job functions, each a thin call on a default :class:`~jobstore.JobStore`.
+
+The default store is the one given to :func:`useStore`; without one, the directory named by the
+environment variable ``JOBSTORE_PATH``; without that, ``./jobstore``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .._store import JobStore
+
+__all__ = [
+    "createJob",
+    "deleteJob",
+    "findJob",
+    "getErrorJobs",
+    "getFinishedJobs",
+    "getIdleJobs",
+    "getJob",
+    "getJobResults",
+    "getJobSchema",
+    "getJobs",
+    "getPendingJobs",
+    "getRunningJobs",
+    "setJob",
+    "setJobFinished",
+    "setJobPending",
+    "setJobRunning",
+    "updateJobResult",
+    "useStore",
+]
+
+#: The environment variable naming the default store's directory.
+STORE_VARIABLE = "JOBSTORE_PATH"
+#: The default store's directory when neither useStore nor the environment names one.
+DEFAULT_PATH = "jobstore"
+
+_chosen: JobStore | None = None
+_by_path: dict[str, JobStore] = {}
+_guard = threading.Lock()
+
+
+def useStore(pathOrStore: str | os.PathLike[str] | JobStore | None) -> JobStore | None:
+    """Make the given store (or a store at the given directory) the one every function here uses.
+
+    :param pathOrStore: a :class:`JobStore`, a directory, or None to go back to ``JOBSTORE_PATH``
+    :returns: the store now in use (None after a reset)
+    """
+    global _chosen
+    if pathOrStore is None or isinstance(pathOrStore, JobStore):
+        _chosen = pathOrStore
+    else:
+        _chosen = JobStore(pathOrStore)
+    return _chosen
+
+
+def _store() -> JobStore:
+    if _chosen is not None:
+        return _chosen
+    path = os.path.abspath(os.environ.get(STORE_VARIABLE) or DEFAULT_PATH)
+    with _guard:
+        store = _by_path.get(path)
+        if store is None:
+            store = _by_path[path] = JobStore(path)
+        return store
+
+
+def createJob(name: str, user: str, request: str, result: str) -> dict[str, Any]:
+    """Submit a new pending job with a fresh id; returns the stored document."""
+    return _store().create_job(name, user, request, result)
+
+
+def getJob(jobId: str | int, state: str = "pending") -> dict[str, Any] | None:
+    """Return the job from ``state``'s table, or None."""
+    return _store().get_job(jobId, state)
+
+
+def findJob(jobId: str | int) -> tuple[dict[str, Any], str] | tuple[None, None]:
+    """Return ``(job, state)`` from whichever table holds the job, or ``(None, None)``."""
+    job, state = _store().find_job(jobId)
+    return (job, state.value) if state is not None else (None, None)
+
+
+def setJob(jobId: str | int, data: Mapping[str, Any] | None, state: str = "pending") -> dict[str, Any]:
+    """Move the job into ``state`` (creating it when absent) with ``data`` merged in; returns it."""
+    return _store().set_job(jobId, data, state)
+
+
+def setJobPending(jobId: str | int, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``setJob`` with the state ``pending``."""
+    return _store().set_job_pending(jobId, data)
+
+
+def setJobRunning(jobId: str | int, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``setJob`` with the state ``running``."""
+    return _store().set_job_running(jobId, data)
+
+
+def setJobFinished(jobId: str | int, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``setJob`` with the state ``finished``."""
+    return _store().set_job_finished(jobId, data)
+
+
+def updateJobResult(jobId: str | int, data: str, inputJob: Mapping[str, Any] | None = None) -> None:
+    """Store the job's result and move it to finished, starting from ``inputJob`` when given."""
+    _store().update_job_result(jobId, data, inputJob)
+
+
+def deleteJob(jobId: str | int) -> None:
+    """Remove the job from whichever table holds it; a missing job is not an error."""
+    _store().delete_job(jobId)
+
+
+def getIdleJobs() -> list[dict[str, Any]]:
+    """The idle jobs, oldest first."""
+    return _store().get_idle_jobs()
+
+
+def getPendingJobs() -> list[dict[str, Any]]:
+    """The pending jobs, oldest first."""
+    return _store().get_pending_jobs()
+
+
+def getRunningJobs() -> list[dict[str, Any]]:
+    """The running jobs, in the order they started."""
+    return _store().get_running_jobs()
+
+
+def getFinishedJobs() -> list[dict[str, Any]]:
+    """The finished jobs, in the order they finished."""
+    return _store().get_finished_jobs()
+
+
+def getErrorJobs() -> list[dict[str, Any]]:
+    """The jobs that ended in error, in the order they failed."""
+    return _store().get_error_jobs()
+
+
+def getJobs() -> list[dict[str, Any]]:
+    """Every job, state by state, each state's jobs in the order they entered it."""
+    return _store().get_jobs()
+
+
+def getJobResults(jobId: str | int) -> dict[str, Any] | None:
+    """Return the finished job's document, or None when it is not finished."""
+    return _store().get_job_results(jobId)
+
+
+def getJobSchema() -> dict[str, dict[str, Any]]:
+    """Return the job field table: type, required, unique, default and options of each field."""
+    return _store().get_job_schema()
