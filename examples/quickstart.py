@@ -1,0 +1,55 @@
+"""jobstore end to end: submit jobs, work them, read the results and the files they live in.
+
+Usage: python examples/quickstart.py [STORE_DIRECTORY]   (default: a new temporary directory)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from jobstore import InvalidJobError
+from jobstore.api import job
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="jobstore-quickstart-"))
+    job.useStore(root)
+    print(f"store: {root}")
+
+    # A client submits work: each job starts pending, with a fresh id.
+    for word in ["plain", "json", "jobs"]:
+        created = job.createJob("uppercase", "quickstart", word, "")
+        print(f"submitted {created['id']}  request={created['request']!r}")
+
+    # A worker takes the pending jobs in order, marks each running, and stores its result.
+    for pending in job.getPendingJobs():
+        job.setJobRunning(pending["id"], {"messages": "uppercasing"})
+        if pending["request"] == "jobs":
+            job.setJob(pending["id"], {"messages": "refused: too plural"}, "error")
+            continue
+        job.updateJobResult(pending["id"], pending["request"].upper())
+
+    for finished in job.getFinishedJobs():
+        print(f"finished  {finished['id']}  result={finished['result']!r}")
+    for failed in job.getErrorJobs():
+        print(f"error     {failed['id']}  messages={failed['messages']!r}")
+
+    # Every write is checked against the schema: a typo never reaches the files.
+    try:
+        job.setJob(failed["id"], {"mesages": "typo"}, "error")
+    except InvalidJobError as error:
+        print(f"rejected: {error}")
+
+    # The files are plain JSON, one per state, in TinyDB's layout.
+    for path in sorted(root.glob("*.json")):
+        print(f"\n{path.name}:\n{path.read_text(encoding='utf-8').rstrip()}")
+
+    counts = {state: len(jobs) for state, jobs in [("finished", job.getFinishedJobs()), ("error", job.getErrorJobs())]}
+    assert counts == {"finished": 2, "error": 1}, counts
+    print(f"\nok: {counts['finished']} finished, {counts['error']} error")
+
+
+if __name__ == "__main__":
+    main()

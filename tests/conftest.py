@@ -1,0 +1,76 @@
+"""Fixtures shared by the tests: a fresh store, the api.job module bound to it, and worker processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from jobstore import JobStore
+from jobstore.api import job
+
+WORKER = Path(__file__).with_name("worker.py")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The directory of the store under test."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(root: Path) -> JobStore:
+    """A new, empty store."""
+    return JobStore(root)
+
+
+@pytest.fixture
+def api(root: Path) -> Iterator[ModuleType]:
+    """The api.job module, using a new, empty store."""
+    job.useStore(root)
+    yield job
+    job.useStore(None)
+
+
+def start_worker(root: Path, *args: str) -> subprocess.Popen[str]:
+    """Start a worker process (``tests/worker.py``) on the store; its stdout carries its acks."""
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def run_worker(root: Path, *args: str) -> list[tuple[str, str]]:
+    """Run a worker process to its end and return its acks as ``(job id, state)`` pairs."""
+    worker = start_worker(root, *args)
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    return acks(out)
+
+
+def acks(output: str) -> list[tuple[str, str]]:
+    """Parse the ``ack <id> <state>`` lines a worker printed (a last, partial line is ignored)."""
+    pairs = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "ack":
+            pairs.append((parts[1], parts[2]))
+    return pairs
+
+
+def raw_tables(root: Path) -> dict[str, dict[str, dict]]:
+    """Read every state file with plain ``json`` (as a person would), by state name."""
+    tables = {}
+    for path in sorted(root.glob("*.json")):
+        state = path.stem
+        tables[state] = json.loads(path.read_text(encoding="utf-8"))[state]
+    return tables
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """The bytes of every file in the store's directory, to prove a failed call changed nothing."""
+    return {path.name: path.read_bytes() for path in sorted(root.iterdir()) if path.is_file()}

@@ -1,0 +1,270 @@
+"""The api.job functions: names, signatures and behaviour as documented."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from jobstore import InvalidJobError, InvalidStateError, JobNotFoundError, JobStore
+from jobstore.api import job
+
+FIELDS = {"id", "name", "user", "request", "result", "status", "messages"}
+
+
+def test_create_job_returns_the_stored_pending_document(api):
+    created = api.createJob("resize", "ann", "cat.png", "")
+    assert set(created) == FIELDS
+    assert uuid.UUID(created["id"]).version == 4
+    assert created == {
+        "id": created["id"],
+        "name": "resize",
+        "user": "ann",
+        "request": "cat.png",
+        "result": "",
+        "status": "pending",
+        "messages": "",
+    }
+    assert api.getJob(created["id"]) == created
+    assert api.getPendingJobs() == [created]
+
+
+def test_create_job_gives_each_job_its_own_id(api):
+    ids = {api.createJob("n", "u", "r", "")["id"] for _ in range(20)}
+    assert len(ids) == 20
+
+
+def test_get_job_looks_only_in_the_named_state(api):
+    created = api.createJob("n", "u", "r", "")
+    assert api.getJob(created["id"], "running") is None
+    api.setJobRunning(created["id"], {})
+    assert api.getJob(created["id"]) is None
+    assert api.getJob(created["id"], "running")["status"] == "running"
+
+
+def test_get_job_of_an_unknown_id_is_none(api):
+    assert api.getJob("no-such-job") is None
+
+
+@pytest.mark.parametrize("state", ["bogus", "Pending", "", None, 3])
+def test_an_unknown_state_raises_invalid_state_error(api, state):
+    with pytest.raises(InvalidStateError, match="unknown job state") as caught:
+        api.getJob("x", state)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.state == state
+
+
+def test_find_job_names_the_table_that_holds_it(api):
+    created = api.createJob("n", "u", "r", "")
+    assert api.findJob(created["id"]) == (created, "pending")
+    api.setJob(created["id"], {}, "error")
+    job_found, state = api.findJob(created["id"])
+    assert (job_found["status"], state) == ("error", "error")
+    assert type(state) is str
+
+
+def test_find_job_of_an_unknown_id_is_none_none(api):
+    assert api.findJob("missing") == (None, None)
+
+
+def test_set_job_moves_the_job_and_merges_data(api):
+    created = api.createJob("n", "u", "r", "")
+    moved = api.setJob(created["id"], {"messages": "half way"}, "running")
+    assert moved == {**created, "status": "running", "messages": "half way"}
+    assert api.getPendingJobs() == []
+    assert api.getRunningJobs() == [moved]
+
+
+def test_set_job_creates_a_missing_job_with_defaults(api):
+    made = api.setJob("job-1", {"name": "made"}, "idle")
+    assert made == {
+        "id": "job-1",
+        "name": "made",
+        "user": "",
+        "request": "",
+        "result": "",
+        "status": "idle",
+        "messages": "",
+    }
+    assert api.getIdleJobs() == [made]
+
+
+def test_set_job_defaults_to_pending(api):
+    assert api.setJob("j", {})["status"] == "pending"
+    assert api.getJob("j")["status"] == "pending"
+
+
+def test_set_job_accepts_an_int_id_and_stores_its_string(api):
+    made = api.setJob(42, {"name": "answer"})
+    assert made["id"] == "42"
+    assert api.getJob("42") == made
+    assert api.getJob(42) == made
+
+
+def test_set_job_status_always_follows_the_state(api):
+    created = api.createJob("n", "u", "r", "")
+    fetched = api.getJob(created["id"])
+    assert api.setJob(created["id"], fetched, "running")["status"] == "running"
+
+
+def test_set_job_refuses_data_naming_another_job(api):
+    created = api.createJob("n", "u", "r", "")
+    with pytest.raises(InvalidJobError, match="'id'.*another job"):
+        api.setJob(created["id"], {"id": "other"}, "running")
+    assert api.getJob(created["id"]) == created
+
+
+def test_set_job_within_a_state_keeps_its_place(api):
+    first = api.createJob("first", "u", "r", "")
+    second = api.createJob("second", "u", "r", "")
+    api.setJobPending(first["id"], {"messages": "touched"})
+    assert [j["name"] for j in api.getPendingJobs()] == ["first", "second"]
+    assert api.getJob(second["id"]) == second
+
+
+@pytest.mark.parametrize(
+    ("function", "state"),
+    [("setJobPending", "pending"), ("setJobRunning", "running"), ("setJobFinished", "finished")],
+)
+def test_set_job_state_shortcuts(api, function, state):
+    made = getattr(api, function)("j", {"user": "bob"})
+    assert made["status"] == state
+    assert api.findJob("j") == (made, state)
+
+
+def test_update_job_result_finishes_the_job(api):
+    created = api.createJob("n", "u", "r", "")
+    api.setJobRunning(created["id"], {"messages": "working"})
+    assert api.updateJobResult(created["id"], "42") is None
+    finished = api.getJobResults(created["id"])
+    assert finished == {**created, "result": "42", "status": "finished", "messages": "working"}
+    assert api.getRunningJobs() == []
+
+
+def test_update_job_result_starts_from_the_input_job(api):
+    created = api.createJob("n", "u", "r", "")
+    api.updateJobResult(created["id"], "done", {**created, "messages": "from input"})
+    assert api.getJobResults(created["id"])["messages"] == "from input"
+    assert api.getPendingJobs() == []
+
+
+def test_update_job_result_with_input_job_of_an_unstored_job_stores_it(api):
+    api.updateJobResult("fresh", "done", {"name": "given"})
+    assert api.findJob("fresh")[0]["name"] == "given"
+
+
+def test_update_job_result_of_a_missing_job_raises_job_not_found(api):
+    with pytest.raises(JobNotFoundError, match="no job with id 'ghost'") as caught:
+        api.updateJobResult("ghost", "x")
+    assert isinstance(caught.value, KeyError)
+    assert api.getJobs() == []
+
+
+def test_update_job_result_checks_the_result_type(api):
+    created = api.createJob("n", "u", "r", "")
+    with pytest.raises(InvalidJobError, match="'result'"):
+        api.updateJobResult(created["id"], {"not": "a string"})
+    assert api.getJob(created["id"]) == created
+
+
+def test_delete_job_removes_it_from_any_state(api):
+    created = api.createJob("n", "u", "r", "")
+    api.setJobRunning(created["id"], {})
+    api.deleteJob(created["id"])
+    assert api.findJob(created["id"]) == (None, None)
+    assert api.getJobs() == []
+
+
+def test_delete_job_of_a_missing_id_is_not_an_error(api):
+    assert api.deleteJob("never-was") is None
+
+
+def test_state_lists_keep_the_order_jobs_entered_the_state(api):
+    a, b, c = (api.createJob(name, "u", "r", "") for name in "abc")
+    api.setJobRunning(c["id"], {})
+    api.setJobRunning(a["id"], {})
+    assert [j["name"] for j in api.getRunningJobs()] == ["c", "a"]
+    api.setJobPending(c["id"], {})
+    assert [j["name"] for j in api.getPendingJobs()] == ["b", "c"]
+
+
+def test_get_jobs_returns_every_job_state_by_state(api):
+    api.setJob("e", {}, "error")
+    api.setJob("i", {}, "idle")
+    api.setJob("f", {}, "finished")
+    api.setJob("p", {}, "pending")
+    api.setJob("r", {}, "running")
+    assert [j["id"] for j in api.getJobs()] == ["i", "p", "r", "f", "e"]
+    assert [j["id"] for j in api.getIdleJobs()] == ["i"]
+    assert [j["id"] for j in api.getErrorJobs()] == ["e"]
+    assert [j["id"] for j in api.getFinishedJobs()] == ["f"]
+
+
+def test_get_job_results_is_none_until_finished(api):
+    created = api.createJob("n", "u", "r", "")
+    assert api.getJobResults(created["id"]) is None
+    assert api.getJobResults("missing") is None
+
+
+def test_returned_documents_are_copies(api):
+    created = api.createJob("n", "u", "r", "")
+    created["name"] = "changed"
+    fetched = api.getJob(created["id"])
+    fetched["name"] = "changed too"
+    api.getPendingJobs()[0]["name"] = "and this"
+    api.findJob(created["id"])[0]["name"] = "and that"
+    assert api.getJob(created["id"])["name"] == "n"
+
+
+def test_data_passed_in_is_copied_too(api):
+    data = {"name": "kept"}
+    api.setJob("j", data)
+    data["name"] = "changed after the call"
+    assert api.getJob("j")["name"] == "kept"
+
+
+def test_get_job_schema_prints_the_published_field_table(api):
+    plain = {"type": "string", "required": False, "unique": False, "default": "", "options": []}
+    assert api.getJobSchema() == {
+        "id": {"type": "string", "required": True, "unique": True, "default": "", "options": []},
+        "name": plain,
+        "user": plain,
+        "request": plain,
+        "result": plain,
+        "status": {
+            "type": "string",
+            "required": False,
+            "unique": False,
+            "default": "idle",
+            "options": ["idle", "pending", "running", "finished", "error"],
+        },
+        "messages": plain,
+    }
+
+
+def test_use_store_accepts_a_path_or_a_store(tmp_path):
+    try:
+        by_path = job.useStore(tmp_path / "a")
+        assert isinstance(by_path, JobStore) and by_path.path == tmp_path / "a"
+        job.createJob("in a", "u", "r", "")
+        given = JobStore(tmp_path / "b")
+        assert job.useStore(given) is given
+        assert job.getJobs() == []
+        assert [j["name"] for j in JobStore(tmp_path / "a").get_jobs()] == ["in a"]
+    finally:
+        job.useStore(None)
+
+
+def test_the_default_store_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOBSTORE_PATH", str(tmp_path / "from-env"))
+    job.useStore(None)
+    job.createJob("env", "u", "r", "")
+    assert (tmp_path / "from-env" / "pending.json").exists()
+
+
+def test_without_environment_the_default_store_is_jobstore_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("JOBSTORE_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    job.useStore(None)
+    job.createJob("cwd", "u", "r", "")
+    assert (tmp_path / "jobstore" / "pending.json").exists()

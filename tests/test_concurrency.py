@@ -1,0 +1,87 @@
+"""Many processes and threads at once: no update is lost and no call answers from stale data."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from jobstore import JobStore
+
+from conftest import acks, raw_tables, run_worker, start_worker
+
+
+def test_four_processes_creating_at_once_lose_nothing(root):
+    JobStore(root)
+    workers = [start_worker(root, "create", "60") for _ in range(4)]
+    acked = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        acked += [job_id for job_id, _ in acks(out)]
+    assert len(acked) == 240
+    assert sorted(raw_tables(root)["pending"]) == sorted(acked)
+
+
+def test_four_processes_running_lifecycles_at_once(root):
+    JobStore(root)
+    workers = [start_worker(root, "lifecycle", "25") for _ in range(4)]
+    finished = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        finished += [job_id for job_id, state in acks(out) if state == "finished"]
+    assert len(finished) == 100
+    store = JobStore(root)
+    assert sorted(job["id"] for job in store.get_finished_jobs()) == sorted(finished)
+    assert store.get_pending_jobs() == [] and store.get_running_jobs() == []
+    assert all(job["result"].startswith("result ") for job in store.get_finished_jobs())
+
+
+def test_a_change_made_by_another_process_is_seen_by_the_next_call(store, root):
+    created = store.create_job("n", "u", "r")
+    assert store.get_job(created["id"])["messages"] == ""
+    run_worker(root, "set", created["id"], "messages", "from another process", "running")
+    assert store.get_job(created["id"]) is None
+    assert store.find_job(created["id"])[0]["messages"] == "from another process"
+
+
+def test_same_size_rewrites_in_quick_succession_are_all_seen(root):
+    # Equal-sized files written within one tick of the kernel clock may reuse an inode: the cache must still notice.
+    reader, writer = JobStore(root), JobStore(root)
+    writer.set_job("j", {"name": "aaaa"})
+    for value in ["bbbb", "aaaa"] * 100:
+        writer.set_job("j", {"name": value})
+        assert reader.get_job("j")["name"] == value
+
+
+def test_threads_sharing_one_store_lose_nothing(store):
+    def submit(thread: int) -> None:
+        for number in range(30):
+            store.create_job(f"{thread}-{number}")
+
+    threads = [threading.Thread(target=submit, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = Counter(job["name"] for job in store.get_pending_jobs())
+    assert len(names) == 240 and set(names.values()) == {1}
+
+
+def test_threads_with_their_own_stores_on_one_directory(root):
+    def move(thread: int) -> None:
+        mine = JobStore(root)
+        for number in range(20):
+            job_id = f"{thread}-{number}"
+            mine.set_job(job_id, {}, "pending")
+            mine.set_job_running(job_id)
+            mine.update_job_result(job_id, "ok")
+
+    threads = [threading.Thread(target=move, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tables = raw_tables(root)
+    assert len(tables["finished"]) == 80
+    assert tables["pending"] == {} and tables["running"] == {}

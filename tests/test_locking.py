@@ -1,0 +1,58 @@
+"""The store lock: every operation holds it, and one not obtained in time is a clear error."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from filelock import FileLock
+
+from jobstore import JobStore, StoreLockTimeout
+
+
+def test_a_held_lock_times_out_naming_the_lock_file(root):
+    store = JobStore(root, lock_timeout=0.2)
+    holder = FileLock(str(root / ".jobstore.lock"))
+    with holder:
+        started = time.monotonic()
+        with pytest.raises(StoreLockTimeout, match=r"within 0\.2 s: .*\.jobstore\.lock is held") as caught:
+            store.create_job("n")
+        assert time.monotonic() - started >= 0.2
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.lock_file == str(root / ".jobstore.lock")
+    assert caught.value.timeout == 0.2
+    assert store.get_jobs() == []
+
+
+def test_the_call_goes_through_once_the_lock_is_released(root):
+    store = JobStore(root, lock_timeout=5)
+    holder = FileLock(str(root / ".jobstore.lock"), thread_local=False)
+    holder.acquire()
+    threading.Timer(0.2, holder.release).start()
+    assert store.create_job("waited")["name"] == "waited"
+
+
+def test_a_thread_holding_a_session_makes_another_thread_wait(root):
+    store = JobStore(root, lock_timeout=0.1)
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold(session, batch):
+        inside.set()
+        leave.wait(5)
+
+    holder = threading.Thread(target=store._transact, args=(hold,))
+    holder.start()
+    inside.wait(5)
+    try:
+        with pytest.raises(StoreLockTimeout):
+            store.get_jobs()
+    finally:
+        leave.set()
+        holder.join()
+    assert store.get_jobs() == []
+
+
+def test_the_lock_file_stays_after_use(store, root):
+    store.create_job("n")
+    assert (root / ".jobstore.lock").exists()

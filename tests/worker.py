@@ -1,0 +1,81 @@
+"""A worker process for the tests: drives a store through the api.job functions.
+
+Usage: python worker.py STORE ACTION [ARGS]. After each call returns it prints one line,
+``ack <job id> <state>``, so a test that kills the process knows what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from jobstore.api import job
+
+
+def ack(job_id: str, state: str) -> None:
+    print(f"ack {job_id} {state}", flush=True)
+
+
+def create(count: str) -> None:
+    """Create jobs, one after another."""
+    for number in range(int(count)):
+        created = job.createJob(f"job-{os.getpid()}-{number}", "worker", str(number), "")
+        ack(created["id"], "pending")
+
+
+def lifecycle(count: str) -> None:
+    """Create jobs and carry each through running to finished; a count of 0 runs until killed."""
+    number = 0
+    while int(count) == 0 or number < int(count):
+        created = job.createJob(f"job-{os.getpid()}-{number}", "worker", str(number), "")
+        ack(created["id"], "pending")
+        job.setJobRunning(created["id"], {"messages": "started"})
+        ack(created["id"], "running")
+        job.updateJobResult(created["id"], f"result {number}")
+        ack(created["id"], "finished")
+        number += 1
+
+
+def set_field(job_id: str, field: str, value: str, state: str) -> None:
+    """Set one field of a job and move it to a state."""
+    job.setJob(job_id, {field: value}, state)
+    ack(job_id, state)
+
+
+def die_mid_move(job_id: str, state: str, point: str) -> None:
+    """Move a job, but exit abruptly at the given point of the write, as a crash would.
+
+    Points: ``journal-temp`` (the journal is written to its temporary file, not yet renamed),
+    ``journal`` (the journal is in place, no table written), ``one-table`` (one of two tables written).
+    """
+    from jobstore import _files, _tinydb_engine
+
+    if point == "journal-temp":
+        replace = _files.os.replace
+
+        def crash_on_journal(source, target):
+            if str(target).endswith(_tinydb_engine.JOURNAL_NAME):
+                os._exit(9)
+            replace(source, target)
+
+        _files.os.replace = crash_on_journal
+    else:
+        apply = _tinydb_engine.JobTable.apply
+        budget = [{"journal": 0, "one-table": 1}[point]]
+
+        def crash_after_budget(table, puts, removes):
+            if budget[0] == 0:
+                os._exit(9)
+            budget[0] -= 1
+            apply(table, puts, removes)
+
+        _tinydb_engine.JobTable.apply = crash_after_budget
+    job.setJob(job_id, {"messages": "moved"}, state)
+    ack(job_id, state)
+
+
+ACTIONS = {"create": create, "lifecycle": lifecycle, "set": set_field, "die-mid-move": die_mid_move}
+
+if __name__ == "__main__":
+    job.useStore(sys.argv[1])
+    ACTIONS[sys.argv[2]](*sys.argv[3:])
