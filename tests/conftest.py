@@ -44,12 +44,15 @@ def start_worker(root: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def run_worker(root: Path, *args: str) -> list[tuple[str, str]]:
-    """Run a worker process to its end and return its acks as ``(job id, state)`` pairs."""
-    worker = start_worker(root, *args)
-    out, err = worker.communicate(timeout=120)
-    assert worker.returncode == 0, err
-    return acks(out)
+def run_workers(root: Path, count: int, *args: str) -> list[tuple[str, str]]:
+    """Run ``count`` worker processes at once to their end; return all their acks as ``(job id, state)``."""
+    workers = [start_worker(root, *args) for _ in range(count)]
+    pairs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        pairs += acks(out)
+    return pairs
 
 
 def acks(output: str) -> list[tuple[str, str]]:

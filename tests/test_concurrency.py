@@ -7,29 +7,19 @@ from collections import Counter
 
 from jobstore import JobStore
 
-from conftest import acks, raw_tables, run_worker, start_worker
+from conftest import raw_tables, run_workers
 
 
 def test_four_processes_creating_at_once_lose_nothing(root):
     JobStore(root)
-    workers = [start_worker(root, "create", "60") for _ in range(4)]
-    acked = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
-        acked += [job_id for job_id, _ in acks(out)]
+    acked = [job_id for job_id, _ in run_workers(root, 4, "create", "60")]
     assert len(acked) == 240
     assert sorted(raw_tables(root)["pending"]) == sorted(acked)
 
 
 def test_four_processes_running_lifecycles_at_once(root):
     JobStore(root)
-    workers = [start_worker(root, "lifecycle", "25") for _ in range(4)]
-    finished = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
-        finished += [job_id for job_id, state in acks(out) if state == "finished"]
+    finished = [job_id for job_id, state in run_workers(root, 4, "lifecycle", "25") if state == "finished"]
     assert len(finished) == 100
     store = JobStore(root)
     assert sorted(job["id"] for job in store.get_finished_jobs()) == sorted(finished)
@@ -40,7 +30,7 @@ def test_four_processes_running_lifecycles_at_once(root):
 def test_a_change_made_by_another_process_is_seen_by_the_next_call(store, root):
     created = store.create_job("n", "u", "r")
     assert store.get_job(created["id"])["messages"] == ""
-    run_worker(root, "set", created["id"], "messages", "from another process", "running")
+    run_workers(root, 1, "set", created["id"], "messages", "from another process", "running")
     assert store.get_job(created["id"]) is None
     assert store.find_job(created["id"])[0]["messages"] == "from another process"
 
