@@ -13,13 +13,14 @@ class InvalidStateError(JobStoreError, ValueError):
     """A state name that is not one of the job statuses.
 
     :param state: the value that was given
-    :param states: the valid state names
+    :param states: the state names valid here
+    :param problem: what is wrong with it, for the message
     """
 
-    def __init__(self, state: object, states: Sequence[str]) -> None:
+    def __init__(self, state: object, states: Sequence[str], problem: str = "unknown job state") -> None:
         self.state = state
         self.states = tuple(states)
-        super().__init__(f"unknown job state {state!r}; expected one of: {', '.join(self.states)}")
+        super().__init__(f"{problem} {state!r}; expected one of: {', '.join(self.states)}")
 
 
 class InvalidJobError(JobStoreError, ValueError):

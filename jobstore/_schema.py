@@ -15,9 +15,6 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from ._errors import InvalidJobError
 from ._status import STATES
 
-#: The seven fields every job has; a custom schema must keep all of them.
-PUBLISHED_FIELDS: tuple[str, ...] = ("id", "name", "user", "request", "result", "status", "messages")
-
 _SCHEMA_RESOURCE = "schemas/job.schema.json"
 
 
@@ -49,7 +46,8 @@ class JobSchema:
         properties = document.get("properties")
         if not isinstance(properties, Mapping):
             raise ValueError("a job schema needs a 'properties' object")
-        missing = [name for name in PUBLISHED_FIELDS if name not in properties]
+        published = published_schema()["properties"] if schema is not None else properties
+        missing = [name for name in published if name not in properties]
         if missing:
             raise ValueError(f"a job schema must describe the published fields; missing: {', '.join(missing)}")
         states = [state.value for state in STATES]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._engine import Batch, Document, Engine, Session
-from ._errors import InvalidJobError, JobNotFoundError
-from ._files import encode
+from ._errors import InvalidJobError, InvalidStateError, JobNotFoundError
+from ._files import check_storable
 from ._schema import JobSchema
 from ._status import STATES, JobStatus
-from ._tinydb_engine import TinyDBEngine
+from ._tinydb_engine import DEFAULT_SEGMENT_SIZE, TinyDBEngine
+
+#: The states whose old jobs purge_jobs removes.
+HISTORY_STATES = (JobStatus.FINISHED, JobStatus.ERROR)
 
 T = TypeVar("T")
 
@@ -41,6 +45,29 @@ def job_id_of(job_id: object) -> str:
     raise InvalidJobError(job_id, [("id", "a job id is a non-empty string or an int")])
 
 
+def now() -> str:
+    """The current time as jobstore writes it: ISO 8601, UTC, to the microsecond."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: object) -> datetime.datetime | None:
+    """Read a timestamp jobstore wrote; None for anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def _seconds(value: float | datetime.timedelta) -> float:
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(f"older_than must be a non-negative number of seconds or a timedelta, not {value!r}")
+    return float(seconds)
+
+
 def _fields(job_id: object, data: object, what: str) -> dict[str, Any]:
     if data is None:
         return {}
@@ -61,6 +88,10 @@ class JobStore:
     :param schema: a JSON Schema for job documents extending the published one; None for the published schema
     :param lock_timeout: seconds an operation waits for the store lock before raising
         :class:`StoreLockTimeout`; a negative value waits for ever
+    :param durable: sync each write to disk before returning, so that a power loss loses no
+        acknowledged write; False keeps every guarantee against crashed processes but not that one
+    :param segment_size: the most jobs one file of a state holds; finishing a job rewrites one
+        such file, however long the history
     """
 
     def __init__(
@@ -69,10 +100,14 @@ class JobStore:
         *,
         schema: Mapping[str, Any] | None = None,
         lock_timeout: float = 10.0,
+        durable: bool = True,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
     ) -> None:
         self.path = Path(path)
         self.schema = JobSchema(schema)
-        self._engine: Engine = TinyDBEngine(self.path, lock_timeout=lock_timeout)
+        self._engine: Engine = TinyDBEngine(
+            self.path, lock_timeout=lock_timeout, durable=durable, segment_size=segment_size
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -87,7 +122,10 @@ class JobStore:
             batch = Batch()
             result = operation(session, batch)
             if batch:
+                stamp = now()
                 for document in batch.documents():
+                    document.setdefault("createdAt", stamp)
+                    document["updatedAt"] = stamp
                     self._check(document)
                 session.apply(batch)
             return copy_json(result)
@@ -95,7 +133,7 @@ class JobStore:
     def _check(self, document: Document) -> None:
         self.schema.validate(document)
         try:
-            encode(document)
+            check_storable(document)
         except (TypeError, ValueError) as error:
             # Values the schema may let through (NaN, lone surrogates, non-JSON objects) that no JSON file can hold.
             raise InvalidJobError(document.get("id"), [(None, f"not storable as JSON: {error}")]) from None
@@ -118,6 +156,33 @@ class JobStore:
             return job
 
         return self._transact(create)
+
+    def create_jobs(self, specs: Iterable[Mapping[str, Any]]) -> list[Document]:
+        """Submit many jobs at once: one lock, one write per file, all of them or none.
+
+        :param specs: for each job, a dict of its fields (``name``, ``user``, ``request``, ``result``,
+            or any other field of the schema but ``id`` and ``status``)
+        :returns: the stored documents, in the order of ``specs``
+        :raises InvalidJobError: naming the first spec at fault (by its index); nothing is written
+        """
+        jobs = []
+        for index, spec in enumerate(specs):
+            fields = _fields(f"#{index}", spec, f"spec #{index}")
+            for name in ("id", "status"):
+                if name in fields:
+                    raise InvalidJobError(f"#{index}", [(name, "is assigned by the store, not given")])
+            jobs.append(self._new_job(str(uuid.uuid4()), JobStatus.PENDING, {"messages": "", **fields}))
+
+        def create(session: Session, batch: Batch) -> list[Document]:
+            for job in jobs:
+                batch.put(JobStatus.PENDING, job)
+            return jobs
+
+        try:
+            return self._transact(create)
+        except InvalidJobError as error:
+            index = next(i for i, job in enumerate(jobs) if job["id"] == error.job_id)
+            raise InvalidJobError(f"#{index}", error.problems) from None
 
     def set_job(self, job_id: str | int, data: Mapping[str, Any] | None = None, state: str = "pending") -> Document:
         """Put the job in ``state`` with ``data`` merged into it, creating it when no table holds it.
@@ -191,6 +256,42 @@ class JobStore:
                 batch.delete(job_id)
 
         self._transact(delete)
+
+    def purge_jobs(
+        self,
+        state: str,
+        older_than: float | datetime.timedelta | None = None,
+        keep_last: int | None = None,
+    ) -> int:
+        """Remove old jobs of a history state, by age, by count, or both; returns how many went.
+
+        :param state: ``finished`` or ``error``
+        :param older_than: remove jobs last written longer ago than this (seconds or a timedelta);
+            a job with no readable ``updatedAt`` is never removed by age
+        :param keep_last: keep at least this many of the jobs that entered the state last
+        :raises ValueError: when neither bound is given, or one is negative
+        """
+        target = JobStatus.parse(state)
+        if target not in HISTORY_STATES:
+            raise InvalidStateError(state, [s.value for s in HISTORY_STATES], "cannot purge jobs in the state")
+        if older_than is None and keep_last is None:
+            raise ValueError("purge_jobs needs older_than, keep_last, or both")
+        cutoff = None
+        if older_than is not None:
+            cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=_seconds(older_than))
+        if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0):
+            raise ValueError(f"keep_last must be a non-negative int, not {keep_last!r}")
+
+        def purge(session: Session, batch: Batch) -> int:
+            jobs = session.jobs(target)
+            candidates = jobs if keep_last is None else jobs[: max(len(jobs) - keep_last, 0)]
+            for job in candidates:
+                written = parse_time(job.get("updatedAt"))
+                if cutoff is None or (written is not None and written < cutoff):
+                    batch.delete(job["id"])
+            return len(batch.deletes)
+
+        return self._transact(purge)
 
     # Reading jobs
 

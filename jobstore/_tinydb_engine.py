@@ -1,19 +1,23 @@
-"""The JSON-file engine: one TinyDB database per state, in ``<state>.json`` under the store's root.
+"""The JSON-file engine: each state's table in TinyDB-format segment files under the store's root.
 
-Each file is in TinyDB's own layout, ``{"<state>": {"<job id>": {...}}}``. A process-wide
-``filelock`` serializes sessions. A change to one file is a crash-atomic replace; a change to
-several files (a job moving between states) is first written to a journal, so that a crash in
-the middle is completed by the next session instead of leaving a job in two tables or none.
+A state's table is split into segments of at most ``segment_size`` jobs: ``pending.json``, then
+``pending-0002.json`` and so on; new jobs join the last segment, so a write rewrites one small
+file however long the history grows. Each file is in TinyDB's own layout,
+``{"<state>": {"<job id>": {...}}}``.
+
+The engine's own files live in ``.jobstore/``: the lock that serializes sessions across
+processes, the write-ahead log that is the commit point of every write (see ``_wal``), and one
+spare per segment through which files are replaced atomically.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +29,43 @@ from tinydb.table import Table
 
 from ._engine import Batch, Document
 from ._errors import CorruptStoreError, StoreLockTimeout
-from ._files import FileKey, encode, file_key, read_json, remove_temporary_files, write_atomic
+from ._files import (
+    FileKey,
+    encode,
+    read_json,
+    remove_temporary_files,
+    replace_file,
+    sync_directory,
+    write_atomic,
+)
 from ._status import STATES, JobStatus
+from ._wal import FileChange, Record, WriteAheadLog
 
-#: The lock every session holds; it is never deleted, so all processes lock the same inode.
-LOCK_NAME = ".jobstore.lock"
-#: The changes of a multi-file write while they are being applied; absent between sessions.
-JOURNAL_NAME = ".jobstore.journal"
+#: The folder of the engine's own files, beside the state files.
+META_DIR = ".jobstore"
+#: Jobs per segment file unless the store says otherwise.
+DEFAULT_SEGMENT_SIZE = 500
+
+#: An identity no file has: a storage holding it reads its file at the next refresh.
+_UNKNOWN: FileKey = (-1, -1, -1, -1)
+
+_SEGMENT_FILE = re.compile(r"^(?P<state>[a-z]+)(?:-(?P<number>\d{4,}))?\.json$")
 
 
-def table_file_name(state: JobStatus) -> str:
-    """Return the name of the file that holds ``state``'s table."""
-    return f"{state.value}.json"
+def segment_file_name(state: JobStatus, number: int) -> str:
+    """Return the name of a segment file: ``pending.json`` for the first, ``pending-0002.json`` after."""
+    return f"{state.value}.json" if number == 1 else f"{state.value}-{number:04d}.json"
+
+
+def parse_segment_file_name(name: str) -> tuple[JobStatus, int] | None:
+    """Return the state and number a segment file name stands for, or None for any other name."""
+    match = _SEGMENT_FILE.match(name)
+    if match is None or match["state"] not in JobStatus._value2member_map_:
+        return None
+    number = int(match["number"]) if match["number"] else 1
+    if match["number"] and number < 2:
+        return None
+    return JobStatus(match["state"]), number
 
 
 def check_table(path: Path, state: JobStatus, value: Any) -> dict[str, Document]:
@@ -66,46 +95,43 @@ def check_table(path: Path, state: JobStatus, value: Any) -> dict[str, Document]
     return table
 
 
-class StateFileStorage(Storage):
-    """One state's table in its own file, parsed again only when the file has changed.
+class SegmentStorage(Storage):
+    """One segment file as a TinyDB storage: parsed only when it changed, written when the engine commits.
 
-    :param path: the file
-    :param state: the state whose table the file holds
-    :param durable: fsync every write
+    A write is staged, not written: the engine logs every staged file of a batch in one record
+    before any file is replaced, so that a batch touching several files is all or nothing.
     """
 
-    def __init__(self, path: Path, state: JobStatus, durable: bool = True) -> None:
+    def __init__(self, path: Path, state: JobStatus) -> None:
         self.path = path
         self.state = state
-        self.durable = durable
-        self._table: dict[str, Document] = {}
-        self._key: FileKey | None = None
-        self._checked = False
+        self.table: dict[str, Document] = {}
+        self.key: FileKey | None = None
+        self.staged: dict[str, Document] | None = None
 
-    def expire(self) -> None:
-        """Make the next read check the file again; called when a session starts."""
-        self._checked = False
-
-    def read(self) -> dict[str, dict[str, Document]]:
-        if not self._checked:
-            if file_key(self.path) != self._key:
-                self._load()
-            self._checked = True
-        # A new outer mapping each time: TinyDB writes its result into the one it is given.
-        return {self.state.value: self._table}
-
-    def _load(self) -> None:
+    def refresh(self, key: FileKey | None) -> bool:
+        """Parse the file again if ``key`` (its identity now) differs from the one read; True if it did."""
+        if key == self.key:
+            return False
         loaded = read_json(self.path)
         if loaded is None:
-            self._table, self._key = {}, None
+            self.table, self.key = {}, None
         else:
             value, key = loaded
-            self._table, self._key = check_table(self.path, self.state, value), key
+            self.table, self.key = check_table(self.path, self.state, value), key
+        return True
+
+    def forget(self) -> None:
+        """Drop what was staged and make the next refresh read the file whatever its identity."""
+        self.staged = None
+        self.key = _UNKNOWN
+
+    def read(self) -> dict[str, dict[str, Document]]:
+        # A new outer mapping each time: TinyDB writes its result into the one it is given.
+        return {self.state.value: self.table if self.staged is None else self.staged}
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        table = data.get(self.state.value, {})
-        self._key = write_atomic(self.path, encode({self.state.value: table}), durable=self.durable)
-        self._table = table
+        self.staged = data.get(self.state.value, {})
 
 
 class JobTable(Table):
@@ -114,11 +140,11 @@ class JobTable(Table):
     document_id_class = str
     default_query_cache_capacity = 0
 
-    def apply(self, puts: Mapping[str, Document], removes: Iterable[str]) -> None:
-        """Upsert and remove documents in one read-modify-write of the table's file.
+    def apply(self, puts: Mapping[str, Document], removes: set[str]) -> None:
+        """Upsert and remove documents in one read-modify-write of the table.
 
         A job already in the table keeps its place; a new one goes last, so the table stays in
-        the order jobs entered the state.
+        the order jobs entered it.
         """
 
         def change(table: dict[str, Any]) -> None:
@@ -129,22 +155,96 @@ class JobTable(Table):
         self._update_table(change)
 
 
-class StateDatabase(TinyDB):
-    """A TinyDB database holding one state's table."""
+class SegmentDatabase(TinyDB):
+    """A TinyDB database holding one segment of one state's table."""
 
     table_class = JobTable
-    default_storage_class = StateFileStorage
+    default_storage_class = SegmentStorage
 
 
-@dataclass
-class TableChange:
-    """What one batch does to one table."""
+class Segment:
+    """One segment file: its number in the state's sequence, its storage and its TinyDB table."""
 
-    puts: dict[str, Document] = field(default_factory=dict)
-    removes: set[str] = field(default_factory=set)
+    def __init__(self, root: Path, state: JobStatus, number: int) -> None:
+        self.number = number
+        self.name = segment_file_name(state, number)
+        database = SegmentDatabase(root / self.name, state)
+        self.storage: SegmentStorage = database.storage
+        self.table: JobTable = database.table(state.value)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"put": self.puts, "remove": sorted(self.removes)}
+    def __len__(self) -> int:
+        return len(self.storage.table)
+
+
+class StateTable:
+    """One state's table: its segments in order, and an index from job id to segment number."""
+
+    def __init__(self, root: Path, state: JobStatus) -> None:
+        self.root = root
+        self.state = state
+        self.segments: dict[int, Segment] = {}
+        self.index: dict[str, int] = {}
+
+    def refresh(self, present: Mapping[int, FileKey]) -> None:
+        """Bring the segments in line with the files present (number -> identity), re-reading changed ones."""
+        for number in [n for n in self.segments if n not in present]:
+            self._unindex(self.segments.pop(number))
+        for number in sorted(present):
+            segment = self.segments.get(number)
+            if segment is None:
+                segment = self.segments[number] = Segment(self.root, self.state, number)
+            old_ids = list(segment.storage.table)
+            if segment.storage.refresh(present[number]):
+                for job_id in old_ids:
+                    if self.index.get(job_id) == number:
+                        del self.index[job_id]
+                self._index(segment)
+        if list(self.segments) != sorted(self.segments):
+            self.segments = dict(sorted(self.segments.items()))
+
+    def _index(self, segment: Segment) -> None:
+        for job_id in segment.storage.table:
+            self.index[job_id] = segment.number
+
+    def reindex(self, number: int, puts: Mapping[str, Document], removes: set[str]) -> None:
+        """Record in the index what a committed change did to segment ``number``."""
+        for job_id in removes:
+            if self.index.get(job_id) == number:
+                del self.index[job_id]
+        for job_id in puts:
+            self.index[job_id] = number
+
+    def _unindex(self, segment: Segment) -> None:
+        for job_id in segment.storage.table:
+            if self.index.get(job_id) == segment.number:
+                del self.index[job_id]
+
+    def get(self, job_id: str) -> TinyDocument | None:
+        number = self.index.get(job_id)
+        return None if number is None else self.segments[number].table.get(doc_id=job_id)
+
+    def all(self) -> list[TinyDocument]:
+        return [document for segment in self.segments.values() for document in segment.table.all()]
+
+    def segment(self, number: int) -> Segment:
+        """Return the segment with that number, making an empty one when there is none yet."""
+        segment = self.segments.get(number)
+        if segment is None:
+            segment = self.segments[number] = Segment(self.root, self.state, number)
+        return segment
+
+    def last_number(self) -> int:
+        return max(self.segments, default=1)
+
+
+class _SegmentChange:
+    """What a batch does to one segment."""
+
+    def __init__(self, state: JobStatus, number: int) -> None:
+        self.state = state
+        self.number = number
+        self.puts: dict[str, Document] = {}
+        self.removes: set[str] = set()
 
 
 class TinyDBSession:
@@ -152,56 +252,55 @@ class TinyDBSession:
 
     def __init__(self, engine: TinyDBEngine) -> None:
         self._engine = engine
-        self._tables = engine.tables
 
     def get(self, state: JobStatus, job_id: str) -> TinyDocument | None:
-        return self._tables[state].get(doc_id=job_id)
+        return self._engine.table(state).get(job_id)
 
     def find(self, job_id: str) -> tuple[JobStatus, TinyDocument] | None:
         for state in STATES:
-            document = self._tables[state].get(doc_id=job_id)
+            document = self._engine.table(state).get(job_id)
             if document is not None:
                 return state, document
         return None
 
     def jobs(self, state: JobStatus) -> list[TinyDocument]:
-        return self._tables[state].all()
+        return self._engine.table(state).all()
 
     def apply(self, batch: Batch) -> None:
-        changes: dict[JobStatus, TableChange] = {}
-        for job_id, (state, document) in batch.puts.items():
-            changes.setdefault(state, TableChange()).puts[job_id] = document
-            for other in self._holders(job_id):
-                if other is not state:
-                    changes.setdefault(other, TableChange()).removes.add(job_id)
-        for job_id in batch.deletes:
-            for state in self._holders(job_id):
-                changes.setdefault(state, TableChange()).removes.add(job_id)
-        self._engine.commit(changes)
-
-    def _holders(self, job_id: str) -> Iterator[JobStatus]:
-        return (state for state in STATES if self._tables[state].contains(doc_id=job_id))
+        self._engine.commit(batch)
 
 
 class TinyDBEngine:
-    """Jobs in one JSON file per state under ``root``, safe across processes, threads and crashes.
+    """Jobs in segmented JSON files per state under ``root``, safe across processes, threads and crashes.
 
     :param root: the store's directory, created when missing
     :param lock_timeout: seconds to wait for the store lock; a negative value waits for ever
-    :param durable: fsync every write, so a power loss loses nothing acknowledged
+    :param durable: sync every write to disk, so a power loss loses nothing acknowledged
+    :param segment_size: the most jobs one segment file holds
     """
 
-    def __init__(self, root: Path, *, lock_timeout: float = 10.0, durable: bool = True) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_timeout: float = 10.0,
+        durable: bool = True,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+    ) -> None:
+        if segment_size < 1:
+            raise ValueError(f"segment_size must be at least 1, not {segment_size}")
         self.root = root
+        self.meta = root / META_DIR
+        self.spares = self.meta / "spare"
+        self.spares.mkdir(parents=True, exist_ok=True)
         self.lock_timeout = lock_timeout
         self.durable = durable
-        self.lock_path = root / LOCK_NAME
-        self.journal_path = root / JOURNAL_NAME
-        self.tables: dict[JobStatus, JobTable] = {
-            state: StateDatabase(root / table_file_name(state), state, durable).table(state.value) for state in STATES
-        }
-        self._storages = [table.storage for table in self.tables.values()]
+        self.segment_size = segment_size
+        self.lock_path = self.meta / "lock"
+        self.wal = WriteAheadLog(self.meta / "wal", durable=durable)
+        self._tables = {state: StateTable(root, state) for state in STATES}
+        self._fresh: set[JobStatus] = set()
+        self._listing: dict[JobStatus, dict[int, FileKey]] | None = None
         # The file lock excludes other processes; the thread lock, other threads sharing this engine.
         self._file_lock = FileLock(str(self.lock_path), thread_local=False)
         self._thread_lock = threading.Lock()
@@ -221,8 +320,8 @@ class TinyDBEngine:
             except Timeout:
                 raise StoreLockTimeout(str(self.lock_path), self.lock_timeout) from None
             try:
-                for storage in self._storages:
-                    storage.expire()
+                self._fresh.clear()
+                self._listing = None
                 self._recover()
                 yield TinyDBSession(self)
             finally:
@@ -230,50 +329,175 @@ class TinyDBEngine:
         finally:
             self._thread_lock.release()
 
-    def commit(self, changes: Mapping[JobStatus, TableChange]) -> None:
-        """Apply the changes to their tables; through the journal when more than one file changes."""
-        journaled = len(changes) > 1
-        if journaled:
-            journal = {state.value: change.to_json() for state, change in changes.items()}
-            write_atomic(self.journal_path, encode(journal), durable=self.durable)
-        self._apply(changes)
-        if journaled:
-            # No fsync needed: the next durable write syncs the directory, and until then replaying
-            # this journal again is harmless, as it sets the same documents.
-            os.unlink(self.journal_path)
+    def table(self, state: JobStatus) -> StateTable:
+        """Return the state's table, checked against the files once per session."""
+        table = self._tables[state]
+        if state not in self._fresh:
+            table.refresh(self._list()[state])
+            self._fresh.add(state)
+        return table
 
-    def _apply(self, changes: Mapping[JobStatus, TableChange]) -> None:
-        # Tables that gain documents first: a person reading the files mid-move sees a job twice, never nowhere.
-        for state, change in sorted(changes.items(), key=lambda item: not item[1].puts):
-            self.tables[state].apply(change.puts, change.removes)
+    def _list(self) -> dict[JobStatus, dict[int, FileKey]]:
+        if self._listing is None:
+            listing: dict[JobStatus, dict[int, FileKey]] = {state: {} for state in STATES}
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    parsed = parse_segment_file_name(entry.name)
+                    if parsed is not None and entry.is_file():
+                        status = entry.stat()
+                        listing[parsed[0]][parsed[1]] = (
+                            status.st_dev,
+                            status.st_ino,
+                            status.st_size,
+                            status.st_mtime_ns,
+                        )
+            self._listing = listing
+        return self._listing
+
+    # Writing
+
+    def commit(self, batch: Batch) -> None:
+        """Log the batch's changes in one record, then replace each changed file."""
+        changes = self._plan(batch)
+        touched: list[tuple[Segment, _SegmentChange]] = []
+        try:
+            for change in changes:
+                segment = self._tables[change.state].segment(change.number)
+                segment.table.apply(change.puts, change.removes)
+                touched.append((segment, change))
+            files = {segment.name: self._file_change(segment, change) for segment, change in touched}
+            record = self.wal.append(files)
+        except BaseException:
+            for segment, _ in touched:
+                segment.storage.staged = None
+            raise
+        try:
+            # Files that gain jobs first: a person reading the files mid-move sees a job twice, never nowhere.
+            for segment, _ in sorted(touched, key=lambda pair: not pair[1].puts):
+                self._flush(segment)
+        except BaseException:
+            # The record stands: the next session applies it again. Forget what this one cached.
+            for segment, _ in touched:
+                segment.storage.forget()
+            self.wal.unapplied = record
+            raise
+        for segment, change in touched:
+            self._tables[change.state].reindex(segment.number, change.puts, change.removes)
+        self.wal.mark_applied(record)
+        self._after_write()
+
+    def _plan(self, batch: Batch) -> list[_SegmentChange]:
+        changes: dict[tuple[JobStatus, int], _SegmentChange] = {}
+
+        def change(state: JobStatus, number: int) -> _SegmentChange:
+            key = (state, number)
+            if key not in changes:
+                changes[key] = _SegmentChange(state, number)
+            return changes[key]
+
+        added: dict[JobStatus, tuple[int, int]] = {}  # state -> (segment number, its size with the additions)
+        for job_id, (state, document) in batch.puts.items():
+            for other in STATES:
+                number = self.table(other).index.get(job_id)
+                if number is not None and other is not state:
+                    change(other, number).removes.add(job_id)
+            table = self.table(state)
+            number = table.index.get(job_id)
+            if number is None:
+                number, size = added.get(state) or (table.last_number(), len(table.segment(table.last_number())))
+                if size >= self.segment_size:
+                    number, size = number + 1, 0
+                added[state] = (number, size + 1)
+            change(state, number).puts[job_id] = document
+        for job_id in batch.deletes:
+            for state in STATES:
+                number = self.table(state).index.get(job_id)
+                if number is not None:
+                    change(state, number).removes.add(job_id)
+        return list(changes.values())
+
+    def _file_change(self, segment: Segment, change: _SegmentChange) -> FileChange:
+        staged = segment.storage.staged
+        assert staged is not None
+        state = change.state.value
+        if not staged and segment.number != self._tables[change.state].last_number():
+            return FileChange(state, delete=True)
+        if segment.name not in self.wal.mentioned:
+            return FileChange(state, image=staged)
+        return FileChange(state, puts=change.puts, removes=sorted(change.removes))
+
+    def _flush(self, segment: Segment) -> None:
+        storage = segment.storage
+        staged = storage.staged
+        assert staged is not None
+        table = self._tables[storage.state]
+        if not staged and segment.number != table.last_number():
+            self._delete_file(segment.name)
+            table.segments.pop(segment.number, None)
+        else:
+            storage.key = replace_file(storage.path, encode({storage.state.value: staged}), self.spares / segment.name)
+        storage.table = staged
+        storage.staged = None
+
+    def _delete_file(self, name: str) -> None:
+        for path in (self.root / name, self.spares / name):
+            with suppress(FileNotFoundError):
+                path.unlink()
+
+    def _after_write(self) -> None:
+        if self.wal.wants_checkpoint():
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        files = [self.root / name for name in self.wal.mentioned]
+        if self.durable:
+            for path in files:
+                with suppress(FileNotFoundError):
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            sync_directory(self.root)
+        self.wal.checkpoint()
+
+    # Recovery
 
     def _recover(self) -> None:
         if not self._swept:
             remove_temporary_files(self.root)
+            remove_temporary_files(self.meta)
             self._swept = True
-        loaded = read_json(self.journal_path)
-        if loaded is None:
-            return
-        self._apply(self._parse_journal(loaded[0]))
-        os.unlink(self.journal_path)
-        remove_temporary_files(self.root)
+        catchup = self.wal.catch_up()
+        if catchup.replay is not None:
+            self._replay(catchup.replay)
+        elif catchup.unapplied is not None:
+            self._redo(catchup.unapplied)
 
-    def _parse_journal(self, value: Any) -> dict[JobStatus, TableChange]:
-        def damaged(detail: str) -> CorruptStoreError:
-            return CorruptStoreError(str(self.journal_path), detail)
+    def _redo(self, record: Record) -> None:
+        """Apply a logged record whose files may not all have been replaced (its writer died)."""
+        for name, change in record.files.items():
+            current = read_json(self.root / name)
+            state = JobStatus(change.state)
+            before = check_table(self.root / name, state, current[0]) if current else None
+            self._write_table(name, state, change.applied_to(before), durable=False)
+        self._listing = None
+        self.wal.mark_applied(record)
 
-        if not isinstance(value, dict):
-            raise damaged("expected an object of table changes")
-        changes = {}
-        for name, change in value.items():
-            try:
-                state = JobStatus.parse(name)
-            except ValueError:
-                raise damaged(f"unknown table {name!r}") from None
-            if not isinstance(change, dict) or set(change) != {"put", "remove"}:
-                raise damaged(f"the change to {name!r} is not of the form {{'put': ..., 'remove': ...}}")
-            puts = check_table(self.journal_path, state, {name: change["put"]})
-            if not isinstance(change["remove"], list) or not all(isinstance(i, str) for i in change["remove"]):
-                raise damaged(f"the removals from {name!r} are not a list of ids")
-            changes[state] = TableChange(puts, set(change["remove"]))
-        return changes
+    def _replay(self, records: list[Record]) -> None:
+        """Rebuild every file the log names from the log alone, after a power loss may have torn them."""
+        tables: dict[str, tuple[JobStatus, dict[str, Any] | None]] = {}
+        for record in records:
+            for name, change in record.files.items():
+                before = tables.get(name, (None, None))[1]
+                tables[name] = (JobStatus(change.state), change.applied_to(before))
+        for name, (state, table) in tables.items():
+            self._write_table(name, state, table, durable=self.durable)
+        self._listing = None
+        self._checkpoint()
+
+    def _write_table(self, name: str, state: JobStatus, table: dict[str, Any] | None, *, durable: bool) -> None:
+        if table is None:
+            self._delete_file(name)
+        else:
+            write_atomic(self.root / name, encode({state.value: table}), durable=durable)

@@ -66,14 +66,22 @@ def acks(output: str) -> list[tuple[str, str]]:
 
 
 def raw_tables(root: Path) -> dict[str, dict[str, dict]]:
-    """Read every state file with plain ``json`` (as a person would), by state name."""
-    tables = {}
+    """Read every state file with plain ``json`` (as a person would): each state's jobs from all its segments."""
+    tables: dict[str, dict[str, dict]] = {}
     for path in sorted(root.glob("*.json")):
-        state = path.stem
-        tables[state] = json.loads(path.read_text(encoding="utf-8"))[state]
+        state = path.stem.split("-")[0]
+        tables.setdefault(state, {})
+        for job_id, document in json.loads(path.read_text(encoding="utf-8"))[state].items():
+            assert job_id not in tables.setdefault(state, {}), f"{job_id} is twice in {state}"
+            tables[state][job_id] = document
     return tables
 
 
+def without_times(document: dict) -> dict:
+    """The document less the timestamps the store sets, for comparing documents written at different times."""
+    return {name: value for name, value in document.items() if name not in ("createdAt", "updatedAt")}
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
-    """The bytes of every file in the store's directory, to prove a failed call changed nothing."""
-    return {path.name: path.read_bytes() for path in sorted(root.iterdir()) if path.is_file()}
+    """The bytes of every job file in the store's directory, to prove a failed call changed nothing."""
+    return {path.name: path.read_bytes() for path in sorted(root.glob("*.json"))}

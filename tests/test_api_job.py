@@ -9,14 +9,17 @@ import pytest
 from jobstore import InvalidJobError, InvalidStateError, JobNotFoundError, JobStore
 from jobstore.api import job
 
-FIELDS = {"id", "name", "user", "request", "result", "status", "messages"}
+from conftest import without_times
+
+FIELDS = {"id", "name", "user", "request", "result", "status", "messages", "createdAt", "updatedAt"}
 
 
 def test_create_job_returns_the_stored_pending_document(api):
     created = api.createJob("resize", "ann", "cat.png", "")
     assert set(created) == FIELDS
     assert uuid.UUID(created["id"]).version == 4
-    assert created == {
+    assert created["createdAt"] == created["updatedAt"]
+    assert without_times(created) == {
         "id": created["id"],
         "name": "resize",
         "user": "ann",
@@ -70,14 +73,15 @@ def test_find_job_of_an_unknown_id_is_none_none(api):
 def test_set_job_moves_the_job_and_merges_data(api):
     created = api.createJob("n", "u", "r", "")
     moved = api.setJob(created["id"], {"messages": "half way"}, "running")
-    assert moved == {**created, "status": "running", "messages": "half way"}
+    assert without_times(moved) == without_times({**created, "status": "running", "messages": "half way"})
+    assert moved["createdAt"] == created["createdAt"] and moved["updatedAt"] > created["updatedAt"]
     assert api.getPendingJobs() == []
     assert api.getRunningJobs() == [moved]
 
 
 def test_set_job_creates_a_missing_job_with_defaults(api):
     made = api.setJob("job-1", {"name": "made"}, "idle")
-    assert made == {
+    assert without_times(made) == {
         "id": "job-1",
         "name": "made",
         "user": "",
@@ -137,7 +141,9 @@ def test_update_job_result_finishes_the_job(api):
     api.setJobRunning(created["id"], {"messages": "working"})
     assert api.updateJobResult(created["id"], "42") is None
     finished = api.getJobResults(created["id"])
-    assert finished == {**created, "result": "42", "status": "finished", "messages": "working"}
+    assert without_times(finished) == without_times(
+        {**created, "result": "42", "status": "finished", "messages": "working"}
+    )
     assert api.getRunningJobs() == []
 
 
@@ -225,7 +231,9 @@ def test_data_passed_in_is_copied_too(api):
 
 def test_get_job_schema_prints_the_published_field_table(api):
     plain = {"type": "string", "required": False, "unique": False, "default": "", "options": []}
-    assert api.getJobSchema() == {
+    table = api.getJobSchema()
+    assert table["createdAt"] == table["updatedAt"] == plain
+    assert {name: table[name] for name in list(table)[:7]} == {
         "id": {"type": "string", "required": True, "unique": True, "default": "", "options": []},
         "name": plain,
         "user": plain,

@@ -28,36 +28,38 @@ def holders(root) -> dict[str, list[str]]:
     return found
 
 
-def crash(root, point: str, state: str = "running") -> JobStore:
-    store = JobStore(root)
-    created = store.create_job("n", "u", "r")
+def crash(root, point: str, state: str = "running") -> str:
+    """Create a job, then kill a process at ``point`` while it moves the job to ``state``."""
+    created = JobStore(root).create_job("n", "u", "r")
     worker = start_worker(root, "die-mid-move", created["id"], state, point)
     worker.communicate(timeout=60)
     assert worker.returncode == 9
     return created["id"]
 
 
-def test_a_crash_before_the_journal_is_in_place_leaves_the_old_state(root):
-    job_id = crash(root, "journal-temp")
-    assert holders(root)[job_id] == ["pending"]
-    assert any(p.name.endswith(".tmp") for p in root.iterdir())
+@pytest.mark.parametrize("point", ["before-record", "torn-record"])
+def test_a_crash_before_the_record_is_logged_leaves_the_old_state(root, point):
+    job_id = crash(root, point)
+    log = (root / ".jobstore" / "wal").read_bytes()
     store = JobStore(root)
-    assert store.find_job(job_id) == (store.get_job(job_id), "pending")
-    assert not any(p.name.endswith(".tmp") for p in root.iterdir())
+    job, state = store.find_job(job_id)
+    assert (state, job["messages"]) == ("pending", "")
+    assert holders(root)[job_id] == ["pending"]
+    assert (root / ".jobstore" / "wal").read_bytes() == log[: log.rfind(b"\n") + 1]  # a torn tail is cut off
+    store.set_job_running(job_id)
+    assert JobStore(root).find_job(job_id)[1] == "running"
 
 
-def test_a_crash_after_the_journal_completes_the_move(root):
-    job_id = crash(root, "journal")
-    assert (root / ".jobstore.journal").exists()
+def test_a_crash_after_the_record_completes_the_move(root):
+    job_id = crash(root, "after-record")
     assert holders(root)[job_id] == ["pending"]
     job, state = JobStore(root).find_job(job_id)
     assert (state, job["messages"]) == ("running", "moved")
     assert holders(root)[job_id] == ["running"]
-    assert not (root / ".jobstore.journal").exists()
 
 
-def test_a_crash_between_the_two_tables_completes_the_move(root):
-    job_id = crash(root, "one-table")
+def test_a_crash_between_the_two_files_completes_the_move(root):
+    job_id = crash(root, "one-file")
     assert sorted(holders(root)[job_id]) == ["pending", "running"]
     store = JobStore(root)
     assert [job["id"] for job in store.get_running_jobs()] == [job_id]
@@ -65,13 +67,26 @@ def test_a_crash_between_the_two_tables_completes_the_move(root):
     assert holders(root)[job_id] == ["running"]
 
 
-def test_a_damaged_journal_is_reported_and_kept(root):
-    job_id = crash(root, "journal")
-    journal = root / ".jobstore.journal"
-    journal.write_text('{"running": {"put": 3}}')
-    with pytest.raises(CorruptStoreError, match=r"\.jobstore\.journal.*not of the form"):
-        JobStore(root).find_job(job_id)
-    assert journal.read_text() == '{"running": {"put": 3}}'
+def test_the_move_is_completed_by_a_process_that_already_had_the_store_open(root):
+    store = JobStore(root)
+    store.get_jobs()
+    job_id = crash(root, "one-file")
+    assert store.find_job(job_id)[1] == "running"
+    assert store.get_pending_jobs() == []
+
+
+def test_a_damaged_record_in_the_middle_of_the_log_is_reported_and_kept(root):
+    store = JobStore(root)
+    for name in "abc":
+        store.create_job(name)
+    log = root / ".jobstore" / "wal"
+    lines = log.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"a"', b'"z"')
+    log.write_bytes(b"\n".join(lines))
+    damaged = log.read_bytes()
+    with pytest.raises(CorruptStoreError, match=r"wal: a damaged record at byte \d+"):
+        JobStore(root).get_jobs()
+    assert log.read_bytes() == damaged
 
 
 def test_killing_writers_at_random_instants_loses_and_doubles_nothing(root):

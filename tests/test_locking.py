@@ -13,21 +13,21 @@ from jobstore import JobStore, StoreLockTimeout
 
 def test_a_held_lock_times_out_naming_the_lock_file(root):
     store = JobStore(root, lock_timeout=0.2)
-    holder = FileLock(str(root / ".jobstore.lock"))
+    holder = FileLock(str(root / ".jobstore" / "lock"))
     with holder:
         started = time.monotonic()
-        with pytest.raises(StoreLockTimeout, match=r"within 0\.2 s: .*\.jobstore\.lock is held") as caught:
+        with pytest.raises(StoreLockTimeout, match=r"within 0\.2 s: .*\.jobstore/lock is held") as caught:
             store.create_job("n")
         assert time.monotonic() - started >= 0.2
     assert isinstance(caught.value, TimeoutError)
-    assert caught.value.lock_file == str(root / ".jobstore.lock")
+    assert caught.value.lock_file == str(root / ".jobstore" / "lock")
     assert caught.value.timeout == 0.2
     assert store.get_jobs() == []
 
 
 def test_the_call_goes_through_once_the_lock_is_released(root):
     store = JobStore(root, lock_timeout=5)
-    holder = FileLock(str(root / ".jobstore.lock"), thread_local=False)
+    holder = FileLock(str(root / ".jobstore" / "lock"), thread_local=False)
     holder.acquire()
     threading.Timer(0.2, holder.release).start()
     assert store.create_job("waited")["name"] == "waited"
@@ -55,4 +55,4 @@ def test_a_thread_holding_a_session_makes_another_thread_wait(root):
 
 def test_the_lock_file_stays_after_use(store, root):
     store.create_job("n")
-    assert (root / ".jobstore.lock").exists()
+    assert (root / ".jobstore" / "lock").exists()

@@ -45,31 +45,31 @@ def set_field(job_id: str, field: str, value: str, state: str) -> None:
 def die_mid_move(job_id: str, state: str, point: str) -> None:
     """Move a job, but exit abruptly at the given point of the write, as a crash would.
 
-    Points: ``journal-temp`` (the journal is written to its temporary file, not yet renamed),
-    ``journal`` (the journal is in place, no table written), ``one-table`` (one of two tables written).
+    Points: ``before-record`` (nothing logged yet), ``torn-record`` (half the log record written),
+    ``after-record`` (the record logged, no file replaced), ``one-file`` (one of two files replaced).
     """
-    from jobstore import _files, _tinydb_engine
+    from jobstore import _tinydb_engine, _wal
 
-    if point == "journal-temp":
-        replace = _files.os.replace
+    if point in ("before-record", "torn-record"):
+        write = _wal.WriteAheadLog._write
 
-        def crash_on_journal(source, target):
-            if str(target).endswith(_tinydb_engine.JOURNAL_NAME):
-                os._exit(9)
-            replace(source, target)
+        def crash_in_write(log, data):
+            if point == "torn-record":
+                write(log, data[: len(data) // 2])
+            os._exit(9)
 
-        _files.os.replace = crash_on_journal
+        _wal.WriteAheadLog._write = crash_in_write
     else:
-        apply = _tinydb_engine.JobTable.apply
-        budget = [{"journal": 0, "one-table": 1}[point]]
+        replace = _tinydb_engine.replace_file
+        budget = [{"after-record": 0, "one-file": 1}[point]]
 
-        def crash_after_budget(table, puts, removes):
+        def crash_after_budget(*args):
             if budget[0] == 0:
                 os._exit(9)
             budget[0] -= 1
-            apply(table, puts, removes)
+            return replace(*args)
 
-        _tinydb_engine.JobTable.apply = crash_after_budget
+        _tinydb_engine.replace_file = crash_after_budget
     job.setJob(job_id, {"messages": "moved"}, state)
     ack(job_id, state)
 

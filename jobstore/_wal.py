@@ -1,0 +1,249 @@
+"""The write-ahead log: the commit point of every write, and what repairs the files after a crash.
+
+Each write appends one record naming every store file it changes, then replaces those files.
+The record is the only thing synced to disk per write; the files themselves are synced at each
+checkpoint, when the log starts afresh. So:
+
+- a process killed before its record is complete changed nothing (the torn tail is cut off);
+- a process killed after its record but before the files were all replaced leaves a record with
+  no ``applied`` line after it, and the next session applies it again;
+- after a power loss (the machine's boot id differs from the log's), every file the log names is
+  rebuilt from the log: the first mention of a file since the checkpoint carries its whole
+  table, later ones the documents put and removed.
+
+Records are single JSON lines behind a CRC-32, so a torn or damaged line is recognised.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._errors import CorruptStoreError
+from ._files import write_atomic
+
+_MAGIC = b"jobstore-wal 1"
+_APPLIED = b"applied"
+
+
+def boot_id() -> str | None:
+    """Return an id of the machine's current boot, or None where the system has none to give."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class FileChange:
+    """What one record does to one store file.
+
+    Exactly one of: ``image`` (the file's whole table after the write), ``delete`` (the file goes),
+    or ``puts``/``removes`` (documents upserted and removed, on top of the file's previous table).
+    """
+
+    state: str
+    image: dict[str, Any] | None = None
+    delete: bool = False
+    puts: dict[str, Any] = field(default_factory=dict)
+    removes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.delete:
+            return {"state": self.state, "delete": True}
+        if self.image is not None:
+            return {"state": self.state, "image": self.image}
+        return {"state": self.state, "put": self.puts, "remove": self.removes}
+
+    @classmethod
+    def from_json(cls, value: Any) -> FileChange:
+        if not isinstance(value, dict) or not isinstance(value.get("state"), str):
+            raise ValueError("a file change needs a state")
+        if value.get("delete") is True:
+            return cls(value["state"], delete=True)
+        if isinstance(value.get("image"), dict):
+            return cls(value["state"], image=value["image"])
+        puts, removes = value.get("put"), value.get("remove")
+        if not isinstance(puts, dict) or not isinstance(removes, list):
+            raise ValueError("a file change needs an image, a delete, or puts and removes")
+        return cls(value["state"], puts=puts, removes=removes)
+
+    def applied_to(self, table: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Return the file's table after this change, given the table before it (None: no file)."""
+        if self.delete:
+            return None
+        if self.image is not None:
+            return dict(self.image)
+        result = dict(table or {})
+        for job_id in self.removes:
+            result.pop(job_id, None)
+        result.update(self.puts)
+        return result
+
+
+@dataclass
+class Record:
+    """One write: a sequence number and the changes to each file it touches, by file name."""
+
+    seq: int
+    files: dict[str, FileChange]
+
+
+@dataclass
+class Catchup:
+    """What a session must do before it may trust the files."""
+
+    #: the last record, when its files may not all have been replaced
+    unapplied: Record | None = None
+    #: every record since the checkpoint, when the files may be torn (a power loss happened)
+    replay: list[Record] | None = None
+
+
+class WriteAheadLog:
+    """The log file of one store. Use only while holding the store lock.
+
+    :param path: the log file
+    :param durable: fsync each record and each checkpoint
+    :param checkpoint_bytes: start a new log once the current one grows past this size
+    """
+
+    def __init__(self, path: Path, *, durable: bool = True, checkpoint_bytes: int = 4 << 20) -> None:
+        self.path = path
+        self.durable = durable
+        self.checkpoint_bytes = checkpoint_bytes
+        #: names of the files this log has mentioned since its checkpoint
+        self.mentioned: set[str] = set()
+        self._fd: int | None = None
+        self._inode: int | None = None
+        self._offset = 0
+        self._seq = 0
+        self._boot = boot_id()
+        #: a record of this process's whose files it failed to replace (a disk error, say)
+        self.unapplied: Record | None = None
+
+    def catch_up(self) -> Catchup:
+        """Read what other processes appended since this process last looked; say what needs repair."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            self._start()
+            return Catchup()
+        if status.st_ino != self._inode:
+            self._open(status.st_ino)
+            header = os.pread(self._fd, 4096, 0).split(b"\n", 1)[0]
+            fresh = header == self._header()
+            self._offset = len(header) + 1
+            records = self._read_records()
+            if not fresh:
+                return Catchup(replay=[record for record, _ in records])
+            return Catchup(unapplied=self._last_unapplied(records))
+        if status.st_size == self._offset:
+            return Catchup(unapplied=self.unapplied)
+        return Catchup(unapplied=self._last_unapplied(self._read_records()) or self.unapplied)
+
+    def append(self, files: dict[str, FileChange]) -> Record:
+        """Write a record and make it durable: from here on the write counts as done."""
+        self._seq += 1
+        record = Record(self._seq, files)
+        payload = orjson.dumps({"seq": record.seq, "files": {name: c.to_json() for name, c in files.items()}})
+        self._write(b"%08x %s\n" % (zlib.crc32(payload), payload))
+        if self.durable:
+            os.fdatasync(self._fd)
+        self.mentioned.update(files)
+        return record
+
+    def mark_applied(self, record: Record) -> None:
+        """Note that every file of the record was replaced (not synced: a power loss replays anyway)."""
+        self._write(b"%s %d\n" % (_APPLIED, record.seq))
+        if self.unapplied is record:
+            self.unapplied = None
+
+    def wants_checkpoint(self) -> bool:
+        return self._offset > self.checkpoint_bytes
+
+    def checkpoint(self) -> None:
+        """Start a new, empty log; the caller has made every file the old one names durable."""
+        self._start()
+
+    def _header(self) -> bytes:
+        return _MAGIC + b" boot=" + (self._boot or f"unknown-{os.getpid()}").encode()
+
+    def _start(self) -> None:
+        write_atomic(self.path, self._header() + b"\n", durable=self.durable)
+        self._open(os.stat(self.path).st_ino)
+        self._offset = len(self._header()) + 1
+        self.mentioned = set()
+
+    def _open(self, inode: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        self._inode = inode
+        self._offset = 0
+        self.mentioned = set()
+        # A new log means a checkpoint, which first applied every record, this process's too.
+        self.unapplied = None
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._offset += len(data)
+
+    def _read_records(self) -> list[tuple[Record, bool]]:
+        """Parse the lines after the offset, cutting off a torn tail. Returns (record, applied) pairs."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        *lines, tail = os.pread(self._fd, size - self._offset, self._offset).split(b"\n")
+        records: list[tuple[Record, bool]] = []
+        position = 0
+        for number, line in enumerate(lines):
+            parsed = self._parse(line)
+            if parsed is None:
+                if any(self._parse(later) is not None for later in lines[number + 1 :]):
+                    raise CorruptStoreError(str(self.path), f"a damaged record at byte {self._offset + position}")
+                break
+            if isinstance(parsed, int):
+                if records and records[-1][0].seq == parsed:
+                    records[-1] = (records[-1][0], True)
+                if self.unapplied is not None and self.unapplied.seq == parsed:
+                    self.unapplied = None  # another process applied it for this one
+            else:
+                records.append((parsed, False))
+                self._seq = max(self._seq, parsed.seq)
+                self.mentioned.update(parsed.files)
+            position += len(line) + 1
+        if position < size - self._offset:
+            # A torn tail: a writer died inside its append, before its write counted. Cut it off.
+            os.ftruncate(self._fd, self._offset + position)
+        self._offset += position
+        return records
+
+    def _parse(self, line: bytes) -> Record | int | None:
+        """A record, the sequence number of an applied marker, or None for a line that is not whole."""
+        if line.startswith(_APPLIED + b" "):
+            number = line[len(_APPLIED) + 1 :]
+            return int(number) if number.isdigit() else None
+        checksum, _, payload = line.partition(b" ")
+        try:
+            if int(checksum, 16) != zlib.crc32(payload):
+                return None
+        except ValueError:
+            return None
+        try:
+            value = orjson.loads(payload)
+            return Record(value["seq"], {name: FileChange.from_json(c) for name, c in value["files"].items()})
+        except (ValueError, KeyError, TypeError) as error:
+            raise CorruptStoreError(str(self.path), f"a record with a valid checksum does not parse: {error}") from None
+
+    @staticmethod
+    def _last_unapplied(records: list[tuple[Record, bool]]) -> Record | None:
+        if records and not records[-1][1]:
+            return records[-1][0]
+        return None
