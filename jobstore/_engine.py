@@ -25,12 +25,19 @@ class Batch:
     puts: dict[str, tuple[JobStatus, Document]] = field(default_factory=dict)
     #: ids of jobs to remove from whichever table holds them.
     deletes: set[str] = field(default_factory=set)
+    #: ids just made up (uuid4), so that no table can hold them yet: no need to look.
+    new: set[str] = field(default_factory=set)
 
-    def put(self, state: JobStatus, document: Document) -> None:
-        """Stage ``document`` as the whole of its job, in ``state``'s table."""
+    def put(self, state: JobStatus, document: Document, *, new: bool = False) -> None:
+        """Stage ``document`` as the whole of its job, in ``state``'s table.
+
+        :param new: the id was just generated, so no table holds the job
+        """
         job_id = document["id"]
         self.deletes.discard(job_id)
         self.puts[job_id] = (state, document)
+        if new:
+            self.new.add(job_id)
 
     def delete(self, job_id: str) -> None:
         """Stage the removal of the job from every table."""

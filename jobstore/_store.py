@@ -152,7 +152,7 @@ class JobStore:
         job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
 
         def create(session: Session, batch: Batch) -> Document:
-            batch.put(JobStatus.PENDING, job)
+            batch.put(JobStatus.PENDING, job, new=True)
             return job
 
         return self._transact(create)
@@ -175,7 +175,7 @@ class JobStore:
 
         def create(session: Session, batch: Batch) -> list[Document]:
             for job in jobs:
-                batch.put(JobStatus.PENDING, job)
+                batch.put(JobStatus.PENDING, job, new=True)
             return jobs
 
         try:

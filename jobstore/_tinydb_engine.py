@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -177,53 +177,63 @@ class Segment:
 
 
 class StateTable:
-    """One state's table: its segments in order, and an index from job id to segment number."""
+    """One state's table: its segments in order, and an index from job id to segment number.
+
+    Segments are checked against their files one at a time, when first needed in a session: an
+    append needs only the last one, a lookup by id all of them.
+    """
 
     def __init__(self, root: Path, state: JobStatus) -> None:
         self.root = root
         self.state = state
         self.segments: dict[int, Segment] = {}
         self.index: dict[str, int] = {}
+        self._entries: Mapping[int, os.DirEntry[str]] = {}
+        self._fresh: set[int] = set()
 
-    def refresh(self, present: Mapping[int, FileKey]) -> None:
-        """Bring the segments in line with the files present (number -> identity), re-reading changed ones."""
-        for number in [n for n in self.segments if n not in present]:
-            self._unindex(self.segments.pop(number))
-        for number in sorted(present):
-            segment = self.segments.get(number)
-            if segment is None:
-                segment = self.segments[number] = Segment(self.root, self.state, number)
-            old_ids = list(segment.storage.table)
-            if segment.storage.refresh(present[number]):
-                for job_id in old_ids:
-                    if self.index.get(job_id) == number:
-                        del self.index[job_id]
-                self._index(segment)
-        if list(self.segments) != sorted(self.segments):
-            self.segments = dict(sorted(self.segments.items()))
+    def sync(self, entries: Mapping[int, os.DirEntry[str]]) -> None:
+        """Start a session: take the segment files present now (number -> directory entry)."""
+        for number in [n for n in self.segments if n not in entries]:
+            self._unindex(number, self.segments.pop(number).storage.table)
+        for number in entries:
+            if number not in self.segments:
+                self.segments[number] = Segment(self.root, self.state, number)
+        self.segments = dict(sorted(self.segments.items()))
+        self._entries = entries
+        self._fresh = set()
 
-    def _index(self, segment: Segment) -> None:
-        for job_id in segment.storage.table:
-            self.index[job_id] = segment.number
+    def ensure(self, number: int) -> Segment:
+        """Return the segment, re-read first if its file changed since this process read it."""
+        segment = self.segment(number)
+        if number not in self._fresh:
+            entry = self._entries.get(number)
+            key = None
+            if entry is not None:
+                status = entry.stat()
+                key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            old = segment.storage.table
+            if segment.storage.refresh(key):
+                self._unindex(number, old)
+                for job_id in segment.storage.table:
+                    self.index[job_id] = number
+            self._fresh.add(number)
+        return segment
 
-    def reindex(self, number: int, puts: Mapping[str, Document], removes: set[str]) -> None:
-        """Record in the index what a committed change did to segment ``number``."""
-        for job_id in removes:
-            if self.index.get(job_id) == number:
-                del self.index[job_id]
-        for job_id in puts:
-            self.index[job_id] = number
+    def ensure_all(self) -> None:
+        for number in list(self.segments):
+            self.ensure(number)
 
-    def _unindex(self, segment: Segment) -> None:
-        for job_id in segment.storage.table:
-            if self.index.get(job_id) == segment.number:
-                del self.index[job_id]
+    def locate(self, job_id: str) -> int | None:
+        """Return the number of the segment holding the job, or None."""
+        self.ensure_all()
+        return self.index.get(job_id)
 
     def get(self, job_id: str) -> TinyDocument | None:
-        number = self.index.get(job_id)
+        number = self.locate(job_id)
         return None if number is None else self.segments[number].table.get(doc_id=job_id)
 
     def all(self) -> list[TinyDocument]:
+        self.ensure_all()
         return [document for segment in self.segments.values() for document in segment.table.all()]
 
     def segment(self, number: int) -> Segment:
@@ -231,10 +241,26 @@ class StateTable:
         segment = self.segments.get(number)
         if segment is None:
             segment = self.segments[number] = Segment(self.root, self.state, number)
+            self.segments = dict(sorted(self.segments.items()))
         return segment
+
+    def last(self) -> Segment:
+        """Return the segment new jobs join (checked against its file)."""
+        return self.ensure(max(self.segments, default=1))
 
     def last_number(self) -> int:
         return max(self.segments, default=1)
+
+    def reindex(self, number: int, puts: Mapping[str, Document], removes: set[str]) -> None:
+        """Record in the index what a committed change did to segment ``number``."""
+        self._unindex(number, removes)
+        for job_id in puts:
+            self.index[job_id] = number
+
+    def _unindex(self, number: int, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            if self.index.get(job_id) == number:
+                del self.index[job_id]
 
 
 class _SegmentChange:
@@ -300,7 +326,7 @@ class TinyDBEngine:
         self.wal = WriteAheadLog(self.meta / "wal", durable=durable)
         self._tables = {state: StateTable(root, state) for state in STATES}
         self._fresh: set[JobStatus] = set()
-        self._listing: dict[JobStatus, dict[int, FileKey]] | None = None
+        self._listing: dict[JobStatus, dict[int, os.DirEntry[str]]] | None = None
         # The file lock excludes other processes; the thread lock, other threads sharing this engine.
         self._file_lock = FileLock(str(self.lock_path), thread_local=False)
         self._thread_lock = threading.Lock()
@@ -330,27 +356,21 @@ class TinyDBEngine:
             self._thread_lock.release()
 
     def table(self, state: JobStatus) -> StateTable:
-        """Return the state's table, checked against the files once per session."""
+        """Return the state's table, in line with the files present this session."""
         table = self._tables[state]
         if state not in self._fresh:
-            table.refresh(self._list()[state])
+            table.sync(self._list()[state])
             self._fresh.add(state)
         return table
 
-    def _list(self) -> dict[JobStatus, dict[int, FileKey]]:
+    def _list(self) -> dict[JobStatus, dict[int, os.DirEntry[str]]]:
         if self._listing is None:
-            listing: dict[JobStatus, dict[int, FileKey]] = {state: {} for state in STATES}
+            listing: dict[JobStatus, dict[int, os.DirEntry[str]]] = {state: {} for state in STATES}
             with os.scandir(self.root) as entries:
                 for entry in entries:
                     parsed = parse_segment_file_name(entry.name)
-                    if parsed is not None and entry.is_file():
-                        status = entry.stat()
-                        listing[parsed[0]][parsed[1]] = (
-                            status.st_dev,
-                            status.st_ino,
-                            status.st_size,
-                            status.st_mtime_ns,
-                        )
+                    if parsed is not None:
+                        listing[parsed[0]][parsed[1]] = entry
             self._listing = listing
         return self._listing
 
@@ -390,31 +410,37 @@ class TinyDBEngine:
         changes: dict[tuple[JobStatus, int], _SegmentChange] = {}
 
         def change(state: JobStatus, number: int) -> _SegmentChange:
-            key = (state, number)
-            if key not in changes:
-                changes[key] = _SegmentChange(state, number)
-            return changes[key]
+            if (state, number) not in changes:
+                changes[state, number] = _SegmentChange(state, number)
+            return changes[state, number]
 
-        added: dict[JobStatus, tuple[int, int]] = {}  # state -> (segment number, its size with the additions)
+        appending: dict[JobStatus, tuple[int, int]] = {}  # state -> (segment number, its size with the additions)
         for job_id, (state, document) in batch.puts.items():
-            for other in STATES:
-                number = self.table(other).index.get(job_id)
-                if number is not None and other is not state:
-                    change(other, number).removes.add(job_id)
-            table = self.table(state)
-            number = table.index.get(job_id)
-            if number is None:
-                number, size = added.get(state) or (table.last_number(), len(table.segment(table.last_number())))
+            holder = None if job_id in batch.new else self._holder(job_id)
+            if holder is not None and holder[0] is state:
+                number = holder[1]
+            else:
+                if holder is not None:
+                    change(*holder).removes.add(job_id)
+                table = self.table(state)
+                number, size = appending.get(state) or (table.last_number(), len(table.last()))
                 if size >= self.segment_size:
                     number, size = number + 1, 0
-                added[state] = (number, size + 1)
+                appending[state] = (number, size + 1)
             change(state, number).puts[job_id] = document
         for job_id in batch.deletes:
-            for state in STATES:
-                number = self.table(state).index.get(job_id)
-                if number is not None:
-                    change(state, number).removes.add(job_id)
+            holder = self._holder(job_id)
+            if holder is not None:
+                change(*holder).removes.add(job_id)
         return list(changes.values())
+
+    def _holder(self, job_id: str) -> tuple[JobStatus, int] | None:
+        """Return the state and segment number of the job; a job is in one table, so the search stops there."""
+        for state in STATES:
+            number = self.table(state).locate(job_id)
+            if number is not None:
+                return state, number
+        return None
 
     def _file_change(self, segment: Segment, change: _SegmentChange) -> FileChange:
         staged = segment.storage.staged
