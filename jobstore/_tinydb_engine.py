@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import lock_descriptor, unlock_descriptor
 from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document as TinyDocument
@@ -328,32 +328,41 @@ class TinyDBEngine:
         self._fresh: set[JobStatus] = set()
         self._listing: dict[JobStatus, dict[int, os.DirEntry[str]]] | None = None
         # The file lock excludes other processes; the thread lock, other threads sharing this engine.
-        self._file_lock = FileLock(str(self.lock_path), thread_local=False)
+        self._lock_fd: int | None = None
+        self._lock_pid = 0
         self._thread_lock = threading.Lock()
         self._swept = False
 
     @contextmanager
     def session(self) -> Iterator[TinyDBSession]:
-        started = time.monotonic()
-        if not self._thread_lock.acquire(timeout=self.lock_timeout):
+        deadline = None if self.lock_timeout < 0 else time.monotonic() + self.lock_timeout
+        if not self._thread_lock.acquire(timeout=-1 if deadline is None else self.lock_timeout):
             raise StoreLockTimeout(str(self.lock_path), self.lock_timeout)
         try:
-            wait = self.lock_timeout
-            if wait >= 0:
-                wait = max(0.0, wait - (time.monotonic() - started))
-            try:
-                self._file_lock.acquire(timeout=wait)
-            except Timeout:
-                raise StoreLockTimeout(str(self.lock_path), self.lock_timeout) from None
+            fd = self._lock_file(deadline)
             try:
                 self._fresh.clear()
                 self._listing = None
                 self._recover()
                 yield TinyDBSession(self)
             finally:
-                self._file_lock.release()
+                unlock_descriptor(fd)
         finally:
             self._thread_lock.release()
+
+    def _lock_file(self, deadline: float | None) -> int:
+        """Take the store's file lock, polling until the deadline; return the locked descriptor."""
+        if self._lock_fd is None or self._lock_pid != os.getpid():
+            # A forked child shares its parent's open file, and with it the parent's lock: open its own.
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            self._lock_pid = os.getpid()
+        pause = 0.0002
+        while not lock_descriptor(self._lock_fd, blocking=False):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StoreLockTimeout(str(self.lock_path), self.lock_timeout)
+            time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.005)
+        return self._lock_fd
 
     def table(self, state: JobStatus) -> StateTable:
         """Return the state's table, in line with the files present this session."""
