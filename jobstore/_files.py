@@ -103,11 +103,14 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> FileKey:
     return key
 
 
-def _next_mtime(path: Path) -> int:
-    try:
-        previous = os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        previous = 0
+def _next_mtime(path: Path, current: FileKey | None = None) -> int:
+    if current is not None:
+        previous = current[3]
+    else:
+        try:
+            previous = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            previous = 0
     # Readers keep a parsed file while (inode, size, mtime) is unchanged. Inodes are reused and the
     # kernel's file clock is coarse, so two writes could look alike: keep each path's mtime rising.
     return max(time.time_ns(), previous + 1)
@@ -134,12 +137,12 @@ def _exchange(first: Path, second: Path) -> bool:
     if _RENAMEAT2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
         return True
     code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
         return False
     raise OSError(code, os.strerror(code), str(second))
 
 
-def replace_file(path: Path, data: bytes, spare: Path) -> FileKey:
+def replace_file(path: Path, data: bytes, spare: Path, current: FileKey | None = None) -> FileKey:
     """Give the file new content in one atomic step, without syncing it (the write-ahead log does that).
 
     The content goes into ``spare`` (a file kept beside the store for this), which then trades
@@ -147,9 +150,10 @@ def replace_file(path: Path, data: bytes, spare: Path) -> FileKey:
     a crash mid-write leaves only the spare torn. Reusing the spare spares the filesystem creating
     and freeing an inode per write, several times the cost of the write itself.
 
+    :param current: the identity of the file now, when the caller knows it (None: no file, or unknown)
     :returns: the identity of the version written
     """
-    mtime = _next_mtime(path)
+    mtime = _next_mtime(path, current)
     fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
         offset = 0
@@ -161,7 +165,7 @@ def replace_file(path: Path, data: bytes, spare: Path) -> FileKey:
         key = _key(os.fstat(fd))
     finally:
         os.close(fd)
-    if not (path.exists() and _exchange(spare, path)):
+    if not ((current is not None or path.exists()) and _exchange(spare, path)):
         os.replace(spare, path)
     return key
 

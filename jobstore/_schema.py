@@ -57,10 +57,12 @@ class JobSchema:
         self.document: dict[str, Any] = document
         self._properties: Mapping[str, Any] = properties
         self._validator = validator_class(document)
+        self._defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+        self._plain_defaults = all(isinstance(value, (str, int, float, bool, type(None))) for value in self._defaults.values())
 
     def defaults(self) -> dict[str, Any]:
         """Return the default value of every field that has one (what a new job starts from)."""
-        return {name: copy.deepcopy(spec["default"]) for name, spec in self._properties.items() if "default" in spec}
+        return dict(self._defaults) if self._plain_defaults else copy.deepcopy(self._defaults)
 
     def validate(self, document: Mapping[str, Any]) -> None:
         """Check one job document.

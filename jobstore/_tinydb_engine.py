@@ -121,6 +121,10 @@ class SegmentStorage(Storage):
             self.table, self.key = check_table(self.path, self.state, value), key
         return True
 
+    def known_key(self) -> FileKey | None:
+        """The identity of the file as last read or written; None when unknown or there is no file."""
+        return None if self.key == _UNKNOWN else self.key
+
     def forget(self) -> None:
         """Drop what was staged and make the next refresh read the file whatever its identity."""
         self.staged = None
@@ -470,7 +474,8 @@ class TinyDBEngine:
             self._delete_file(segment.name)
             table.segments.pop(segment.number, None)
         else:
-            storage.key = replace_file(storage.path, encode({storage.state.value: staged}), self.spares / segment.name)
+            data = encode({storage.state.value: staged})
+            storage.key = replace_file(storage.path, data, self.spares / segment.name, storage.known_key())
         storage.table = staged
         storage.staged = None
 
