@@ -192,29 +192,28 @@ class StateTable:
         self.state = state
         self.segments: dict[int, Segment] = {}
         self.index: dict[str, int] = {}
-        self._entries: Mapping[int, os.DirEntry[str]] = {}
         self._fresh: set[int] = set()
 
-    def sync(self, entries: Mapping[int, os.DirEntry[str]]) -> None:
-        """Start a session: take the segment files present now (number -> directory entry)."""
-        for number in [n for n in self.segments if n not in entries]:
-            self._unindex(number, self.segments.pop(number).storage.table)
-        for number in entries:
-            if number not in self.segments:
-                self.segments[number] = Segment(self.root, self.state, number)
-        self.segments = dict(sorted(self.segments.items()))
-        self._entries = entries
+    def sync(self, numbers: set[int]) -> None:
+        """Start a session: take the numbers of the segment files present now."""
+        if numbers != self.segments.keys():
+            for number in [n for n in self.segments if n not in numbers]:
+                self._unindex(number, self.segments.pop(number).storage.table)
+            for number in numbers:
+                if number not in self.segments:
+                    self.segments[number] = Segment(self.root, self.state, number)
+            self.segments = dict(sorted(self.segments.items()))
         self._fresh = set()
 
     def ensure(self, number: int) -> Segment:
         """Return the segment, re-read first if its file changed since this process read it."""
         segment = self.segment(number)
         if number not in self._fresh:
-            entry = self._entries.get(number)
-            key = None
-            if entry is not None:
-                status = entry.stat()
-                key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            try:
+                status = os.stat(segment.storage.path)
+                key: FileKey | None = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            except FileNotFoundError:
+                key = None
             old = segment.storage.table
             if segment.storage.refresh(key):
                 self._unindex(number, old)
@@ -330,7 +329,8 @@ class TinyDBEngine:
         self.wal = WriteAheadLog(self.meta / "wal", durable=durable)
         self._tables = {state: StateTable(root, state) for state in STATES}
         self._fresh: set[JobStatus] = set()
-        self._listing: dict[JobStatus, dict[int, os.DirEntry[str]]] | None = None
+        self._listing: dict[JobStatus, set[int]] | None = None
+        self._listing_key: tuple[object, int] | None = None
         # The file lock excludes other processes; the thread lock, other threads sharing this engine.
         self._lock_fd: int | None = None
         self._lock_pid = 0
@@ -346,7 +346,6 @@ class TinyDBEngine:
             fd = self._lock_file(deadline)
             try:
                 self._fresh.clear()
-                self._listing = None
                 self._recover()
                 yield TinyDBSession(self)
             finally:
@@ -365,7 +364,7 @@ class TinyDBEngine:
             if deadline is not None and time.monotonic() >= deadline:
                 raise StoreLockTimeout(str(self.lock_path), self.lock_timeout)
             time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
-            pause = min(pause * 2, 0.005)
+            pause = min(pause * 2, 0.001)
         return self._lock_fd
 
     def table(self, state: JobStatus) -> StateTable:
@@ -376,16 +375,35 @@ class TinyDBEngine:
             self._fresh.add(state)
         return table
 
-    def _list(self) -> dict[JobStatus, dict[int, os.DirEntry[str]]]:
-        if self._listing is None:
-            listing: dict[JobStatus, dict[int, os.DirEntry[str]]] = {state: {} for state in STATES}
+    def _list(self) -> dict[JobStatus, set[int]]:
+        """The segment numbers present per state, listed again only when a file may have come or gone.
+
+        Every write by a jobstore process first grows the log, and any file made, renamed or
+        removed by hand changes the directory's modification time: while neither moved, the
+        last listing stands.
+        """
+        key = (self.wal.position(), os.stat(self.root).st_mtime_ns)
+        if self._listing is None or key != self._listing_key:
+            listing: dict[JobStatus, set[int]] = {state: set() for state in STATES}
             with os.scandir(self.root) as entries:
                 for entry in entries:
                     parsed = parse_segment_file_name(entry.name)
                     if parsed is not None:
-                        listing[parsed[0]][parsed[1]] = entry
-            self._listing = listing
+                        listing[parsed[0]].add(parsed[1])
+            self._listing, self._listing_key = listing, key
         return self._listing
+
+    def _relist(self, changed: list[tuple[Segment, _SegmentChange]]) -> None:
+        """Bring the listing up to date with this process's own commit, instead of reading the directory again."""
+        if self._listing is None:
+            return
+        for segment, change in changed:
+            numbers = self._listing[change.state]
+            if segment.number in self._tables[change.state].segments:
+                numbers.add(segment.number)
+            else:
+                numbers.discard(segment.number)
+        self._listing_key = (self.wal.position(), os.stat(self.root).st_mtime_ns)
 
     # Writing
 
@@ -417,6 +435,7 @@ class TinyDBEngine:
         for segment, change in touched:
             self._tables[change.state].reindex(segment.number, change.puts, change.removes)
         self.wal.mark_applied(record)
+        self._relist(touched)
         self._after_write()
 
     def _plan(self, batch: Batch) -> list[_SegmentChange]:

@@ -146,6 +146,10 @@ class WriteAheadLog:
             return Catchup(unapplied=self.unapplied)
         return Catchup(unapplied=self._last_unapplied(self._read_records()) or self.unapplied)
 
+    def position(self) -> tuple[int | None, int]:
+        """Where this process has read the log up to: the log's inode and the offset in it."""
+        return self._inode, self._offset
+
     def append(self, files: dict[str, FileChange]) -> Record:
         """Write a record and make it durable: from here on the write counts as done."""
         self._seq += 1

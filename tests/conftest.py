@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,10 +38,15 @@ def api(root: Path) -> Iterator[ModuleType]:
     job.useStore(None)
 
 
-def start_worker(root: Path, *args: str) -> subprocess.Popen[str]:
+def start_worker(root: Path, *args: str, durable: bool = True) -> subprocess.Popen[str]:
     """Start a worker process (``tests/worker.py``) on the store; its stdout carries its acks."""
+    environment = {**os.environ, "JOBSTORE_DURABLE": "1" if durable else "0"}
     return subprocess.Popen(
-        [sys.executable, str(WORKER), str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(WORKER), str(root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
 
 

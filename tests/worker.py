@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from jobstore import JobStore
 from jobstore.api import job
 
 
@@ -77,5 +78,5 @@ def die_mid_move(job_id: str, state: str, point: str) -> None:
 ACTIONS = {"create": create, "lifecycle": lifecycle, "set": set_field, "die-mid-move": die_mid_move}
 
 if __name__ == "__main__":
-    job.useStore(sys.argv[1])
+    job.useStore(JobStore(sys.argv[1], durable=os.environ.get("JOBSTORE_DURABLE", "1") == "1"))
     ACTIONS[sys.argv[2]](*sys.argv[3:])

@@ -6,15 +6,17 @@ environment variable ``JOBSTORE_PATH``; without that, ``./jobstore``.
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._store import JobStore
 
 __all__ = [
     "createJob",
+    "createJobs",
     "deleteJob",
     "findJob",
     "getErrorJobs",
@@ -26,6 +28,7 @@ __all__ = [
     "getJobs",
     "getPendingJobs",
     "getRunningJobs",
+    "purgeJobs",
     "setJob",
     "setJobFinished",
     "setJobPending",
@@ -74,6 +77,11 @@ def createJob(name: str, user: str, request: str, result: str) -> dict[str, Any]
     return _store().create_job(name, user, request, result)
 
 
+def createJobs(specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Submit many jobs under one lock and one write per file; returns the stored documents in order."""
+    return _store().create_jobs(specs)
+
+
 def getJob(jobId: str | int, state: str = "pending") -> dict[str, Any] | None:
     """Return the job from ``state``'s table, or None."""
     return _store().get_job(jobId, state)
@@ -113,6 +121,13 @@ def updateJobResult(jobId: str | int, data: str, inputJob: Mapping[str, Any] | N
 def deleteJob(jobId: str | int) -> None:
     """Remove the job from whichever table holds it; a missing job is not an error."""
     _store().delete_job(jobId)
+
+
+def purgeJobs(
+    state: str, olderThan: float | datetime.timedelta | None = None, keepLast: int | None = None
+) -> int:
+    """Remove old finished or error jobs, by age (seconds or timedelta) or count; returns how many went."""
+    return _store().purge_jobs(state, olderThan, keepLast)
 
 
 def getIdleJobs() -> list[dict[str, Any]]:

@@ -1,0 +1,83 @@
+"""Segment files: each state's table split into bounded files, so a write stays small as history grows."""
+
+from __future__ import annotations
+
+import json
+
+from jobstore import JobStore
+
+from conftest import raw_tables
+
+
+def names(root) -> list[str]:
+    return sorted(path.name for path in root.glob("*.json"))
+
+
+def test_a_table_grows_in_segments_of_the_given_size(root):
+    store = JobStore(root, segment_size=3)
+    jobs = [store.create_job(f"job {n}") for n in range(7)]
+    assert names(root) == ["pending-0002.json", "pending-0003.json", "pending.json"]
+    assert len(json.loads((root / "pending.json").read_text())["pending"]) == 3
+    assert list(json.loads((root / "pending-0003.json").read_text())["pending"]) == [jobs[6]["id"]]
+    assert [job["name"] for job in store.get_pending_jobs()] == [f"job {n}" for n in range(7)]
+
+
+def test_bulk_submission_fills_segments_in_order(root):
+    store = JobStore(root, segment_size=4)
+    store.create_jobs([{"name": str(n)} for n in range(10)])
+    assert names(root) == ["pending-0002.json", "pending-0003.json", "pending.json"]
+    assert [job["name"] for job in store.get_pending_jobs()] == [str(n) for n in range(10)]
+
+
+def test_an_emptied_segment_goes_but_the_last_stays(root):
+    store = JobStore(root, segment_size=2)
+    jobs = [store.create_job(str(n)) for n in range(5)]
+    for job in jobs[:2]:
+        store.set_job_running(job["id"])
+    assert "pending.json" not in names(root)
+    for job in jobs[2:]:
+        store.set_job_running(job["id"])
+    assert names(root) == ["pending-0003.json", "running-0002.json", "running-0003.json", "running.json"]
+    assert raw_tables(root)["pending"] == {}
+    assert store.create_job("after")["id"] in raw_tables(root)["pending"]
+
+
+def test_a_job_changed_in_place_keeps_its_segment(root):
+    store = JobStore(root, segment_size=2)
+    first, _, third = (store.create_job(str(n)) for n in range(3))
+    store.set_job_pending(first["id"], {"messages": "still here"})
+    assert first["id"] in json.loads((root / "pending.json").read_text())["pending"]
+    assert [job["id"] for job in store.get_pending_jobs()][0] == first["id"]
+    assert store.get_job(third["id"])["name"] == "2"
+
+
+def test_finishing_a_job_rewrites_only_the_last_segment(root):
+    store = JobStore(root, segment_size=5)
+    for job in store.create_jobs([{"name": str(n)} for n in range(22)]):
+        store.update_job_result(job["id"], "done")
+    before = {path.name: path.stat().st_mtime_ns for path in root.glob("finished*.json")}
+    job = store.create_job("new")
+    store.set_job_running(job["id"])
+    store.update_job_result(job["id"], "done")
+    after = {path.name: path.stat().st_mtime_ns for path in root.glob("finished*.json")}
+    changed = sorted(name for name in after if before.get(name) != after[name])
+    assert changed == ["finished-0005.json"]
+
+
+def test_another_process_sees_new_and_removed_segments(root):
+    writer, reader = JobStore(root, segment_size=2), JobStore(root, segment_size=2)
+    assert reader.get_pending_jobs() == []
+    jobs = writer.create_jobs([{"name": str(n)} for n in range(5)])
+    assert [job["id"] for job in reader.get_pending_jobs()] == [job["id"] for job in jobs]
+    for job in jobs[:4]:
+        writer.delete_job(job["id"])
+    assert [job["id"] for job in reader.get_pending_jobs()] == [jobs[4]["id"]]
+    assert reader.find_job(jobs[0]["id"]) == (None, None)
+
+
+def test_a_store_reads_segments_another_segment_size_wrote(root):
+    JobStore(root, segment_size=2).create_jobs([{"name": str(n)} for n in range(5)])
+    store = JobStore(root, segment_size=100)
+    assert len(store.get_pending_jobs()) == 5
+    store.create_job("joins the last segment")
+    assert names(root) == ["pending-0002.json", "pending-0003.json", "pending.json"]
