@@ -142,16 +142,15 @@ def _exchange(first: Path, second: Path) -> bool:
     raise OSError(code, os.strerror(code), str(second))
 
 
-def replace_file(path: Path, data: bytes, spare: Path, current: FileKey | None = None) -> FileKey:
-    """Give the file new content in one atomic step, without syncing it (the write-ahead log does that).
+def prepare_spare(path: Path, data: bytes, spare: Path, current: FileKey | None = None) -> FileKey:
+    """Write a file's next content into its spare, ready for :func:`swap_in`; nothing is synced.
 
-    The content goes into ``spare`` (a file kept beside the store for this), which then trades
-    places with ``path``: a reader sees the old file or the new one, never a part of either, and
-    a crash mid-write leaves only the spare torn. Reusing the spare spares the filesystem creating
-    and freeing an inode per write, several times the cost of the write itself.
+    The spare is a file kept beside the store for this: reusing it spares the filesystem creating
+    and freeing an inode per write, several times the cost of the write itself. A crash while it
+    is written leaves only the spare torn.
 
     :param current: the identity of the file now, when the caller knows it (None: no file, or unknown)
-    :returns: the identity of the version written
+    :returns: the identity the file will have once swapped in
     """
     mtime = _next_mtime(path, current)
     fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
@@ -162,12 +161,18 @@ def replace_file(path: Path, data: bytes, spare: Path, current: FileKey | None =
             offset += os.pwrite(fd, view[offset:], offset)
         os.ftruncate(fd, len(data))
         os.utime(fd, ns=(mtime, mtime))
-        key = _key(os.fstat(fd))
+        return _key(os.fstat(fd))
     finally:
         os.close(fd)
-    if not ((current is not None or path.exists()) and _exchange(spare, path)):
+
+
+def swap_in(spare: Path, path: Path) -> None:
+    """Make the prepared spare the file in one atomic step: a reader sees the old file or the new one.
+
+    The old version becomes the spare, to be written over next time.
+    """
+    if not _exchange(spare, path):
         os.replace(spare, path)
-    return key
 
 
 def read_json(path: Path) -> tuple[Any, FileKey] | None:

@@ -32,9 +32,10 @@ from ._errors import CorruptStoreError, StoreLockTimeout
 from ._files import (
     FileKey,
     encode,
+    prepare_spare,
     read_json,
     remove_temporary_files,
-    replace_file,
+    swap_in,
     sync_directory,
     write_atomic,
 )
@@ -198,7 +199,7 @@ class StateTable:
         """Start a session: take the numbers of the segment files present now."""
         if numbers != self.segments.keys():
             for number in [n for n in self.segments if n not in numbers]:
-                self._unindex(number, self.segments.pop(number).storage.table)
+                self.unindex(number, self.segments.pop(number).storage.table)
             for number in numbers:
                 if number not in self.segments:
                     self.segments[number] = Segment(self.root, self.state, number)
@@ -216,7 +217,7 @@ class StateTable:
                 key = None
             old = segment.storage.table
             if segment.storage.refresh(key):
-                self._unindex(number, old)
+                self.unindex(number, old)
                 for job_id in segment.storage.table:
                     self.index[job_id] = number
             self._fresh.add(number)
@@ -256,11 +257,11 @@ class StateTable:
 
     def reindex(self, number: int, puts: Mapping[str, Document], removes: set[str]) -> None:
         """Record in the index what a committed change did to segment ``number``."""
-        self._unindex(number, removes)
+        self.unindex(number, removes)
         for job_id in puts:
             self.index[job_id] = number
 
-    def _unindex(self, number: int, job_ids: Iterable[str]) -> None:
+    def unindex(self, number: int, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
             if self.index.get(job_id) == number:
                 del self.index[job_id]
@@ -425,7 +426,7 @@ class TinyDBEngine:
         try:
             # Files that gain jobs first: a person reading the files mid-move sees a job twice, never nowhere.
             for segment, _ in sorted(touched, key=lambda pair: not pair[1].puts):
-                self._flush(segment)
+                self._flush(segment, files[segment.name])
         except BaseException:
             # The record stands: the next session applies it again. Forget what this one cached.
             for segment, _ in touched:
@@ -475,28 +476,28 @@ class TinyDBEngine:
         return None
 
     def _file_change(self, segment: Segment, change: _SegmentChange) -> FileChange:
-        staged = segment.storage.staged
-        assert staged is not None
-        state = change.state.value
-        if not staged and segment.number != self._tables[change.state].last_number():
-            return FileChange(state, delete=True)
-        if segment.name not in self.wal.mentioned:
-            return FileChange(state, image=staged)
-        return FileChange(state, puts=change.puts, removes=sorted(change.removes))
-
-    def _flush(self, segment: Segment) -> None:
+        """Describe the change for the log; a file that stays gets its next content ready in its spare."""
         storage = segment.storage
         staged = storage.staged
         assert staged is not None
-        table = self._tables[storage.state]
-        if not staged and segment.number != table.last_number():
+        state, before = change.state.value, storage.known_key()
+        if not staged and segment.number != self._tables[change.state].last_number():
+            return FileChange(state, delete=True, before=before)
+        data = encode({state: staged})
+        after = prepare_spare(storage.path, data, self.spares / segment.name, before)
+        if segment.name not in self.wal.mentioned:
+            return FileChange(state, image=staged, before=before, after=after)
+        return FileChange(state, puts=change.puts, removes=sorted(change.removes), before=before, after=after)
+
+    def _flush(self, segment: Segment, change: FileChange) -> None:
+        storage = segment.storage
+        assert storage.staged is not None
+        if change.delete:
             self._delete_file(segment.name)
-            table.segments.pop(segment.number, None)
+            self._tables[storage.state].segments.pop(segment.number, None)
         else:
-            data = encode({storage.state.value: staged})
-            storage.key = replace_file(storage.path, data, self.spares / segment.name, storage.known_key())
-        storage.table = staged
-        storage.staged = None
+            swap_in(self.spares / segment.name, storage.path)
+        storage.table, storage.key, storage.staged = storage.staged, change.after, None
 
     def _delete_file(self, name: str) -> None:
         for path in (self.root / name, self.spares / name):
@@ -528,10 +529,43 @@ class TinyDBEngine:
             remove_temporary_files(self.meta)
             self._swept = True
         catchup = self.wal.catch_up()
+        for record in catchup.seen:
+            self._follow(record)
         if catchup.replay is not None:
             self._replay(catchup.replay)
         elif catchup.unapplied is not None:
             self._redo(catchup.unapplied)
+
+    def _follow(self, record: Record) -> None:
+        """Bring this process's cached tables up to date with another process's write, from its record.
+
+        A cached file is changed only when it is exactly the version the record started from;
+        any other is left to be read again, as its identity on disk will differ.
+        """
+        for name, change in record.files.items():
+            parsed = parse_segment_file_name(name)
+            if parsed is None:
+                continue
+            table = self._tables[parsed[0]]
+            segment = table.segments.get(parsed[1])
+            if segment is None:
+                if change.before is not None or change.delete:
+                    continue
+                segment = table.segment(parsed[1])
+            storage = segment.storage
+            if storage.key != change.before or storage.staged is not None:
+                continue
+            updated = change.applied_to(storage.table)
+            if updated is None or change.image is not None:
+                table.unindex(segment.number, storage.table)
+            if updated is None:
+                table.segments.pop(segment.number, None)
+                continue
+            storage.table, storage.key = updated, change.after
+            if change.image is not None:
+                table.reindex(segment.number, updated, set())
+            else:
+                table.reindex(segment.number, change.puts, set(change.removes))
 
     def _redo(self, record: Record) -> None:
         """Apply a logged record whose files may not all have been replaced (its writer died)."""

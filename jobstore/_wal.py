@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from ._errors import CorruptStoreError
-from ._files import write_atomic
+from ._files import FileKey, write_atomic
 
 _MAGIC = b"jobstore-wal 1"
 _APPLIED = b"applied"
@@ -52,26 +52,32 @@ class FileChange:
     delete: bool = False
     puts: dict[str, Any] = field(default_factory=dict)
     removes: list[str] = field(default_factory=list)
+    #: the file's identity before and after the write (None: no file), so that another process
+    #: holding the file's "before" version can apply the change instead of reading the file again
+    before: FileKey | None = None
+    after: FileKey | None = None
 
     def to_json(self) -> dict[str, Any]:
+        keys = {"before": self.before, "after": self.after}
         if self.delete:
-            return {"state": self.state, "delete": True}
+            return {"state": self.state, "delete": True, **keys}
         if self.image is not None:
-            return {"state": self.state, "image": self.image}
-        return {"state": self.state, "put": self.puts, "remove": self.removes}
+            return {"state": self.state, "image": self.image, **keys}
+        return {"state": self.state, "put": self.puts, "remove": self.removes, **keys}
 
     @classmethod
     def from_json(cls, value: Any) -> FileChange:
         if not isinstance(value, dict) or not isinstance(value.get("state"), str):
             raise ValueError("a file change needs a state")
+        keys = {name: _file_key(value.get(name)) for name in ("before", "after")}
         if value.get("delete") is True:
-            return cls(value["state"], delete=True)
+            return cls(value["state"], delete=True, **keys)
         if isinstance(value.get("image"), dict):
-            return cls(value["state"], image=value["image"])
+            return cls(value["state"], image=value["image"], **keys)
         puts, removes = value.get("put"), value.get("remove")
         if not isinstance(puts, dict) or not isinstance(removes, list):
             raise ValueError("a file change needs an image, a delete, or puts and removes")
-        return cls(value["state"], puts=puts, removes=removes)
+        return cls(value["state"], puts=puts, removes=removes, **keys)
 
     def applied_to(self, table: dict[str, Any] | None) -> dict[str, Any] | None:
         """Return the file's table after this change, given the table before it (None: no file)."""
@@ -86,12 +92,34 @@ class FileChange:
         return result
 
 
-@dataclass
-class Record:
-    """One write: a sequence number and the changes to each file it touches, by file name."""
+def _file_key(value: Any) -> FileKey | None:
+    return tuple(value) if isinstance(value, list) and len(value) == 4 else None  # type: ignore[return-value]
 
-    seq: int
-    files: dict[str, FileChange]
+
+class Record:
+    """One write: a sequence number and the changes to each file it touches, by file name.
+
+    Other processes read every record but need only its number and file names; the changes are
+    parsed when a record has to be applied again, which is rare.
+    """
+
+    def __init__(self, seq: int, files: dict[str, FileChange] | None = None, *, names: list[str] | None = None,
+                 payload: bytes = b"", path: Path | None = None) -> None:
+        self.seq = seq
+        self._files = files
+        self.names: list[str] = list(files) if files is not None else names or []
+        self._payload = payload
+        self._path = path
+
+    @property
+    def files(self) -> dict[str, FileChange]:
+        if self._files is None:
+            try:
+                changes = orjson.loads(self._payload)
+                self._files = {name: FileChange.from_json(changes[name]) for name in self.names}
+            except (ValueError, KeyError, TypeError) as error:
+                raise CorruptStoreError(str(self._path), f"record {self.seq} does not parse: {error}") from None
+        return self._files
 
 
 @dataclass
@@ -102,6 +130,8 @@ class Catchup:
     unapplied: Record | None = None
     #: every record since the checkpoint, when the files may be torn (a power loss happened)
     replay: list[Record] | None = None
+    #: the records other processes applied since this one last looked, oldest first
+    seen: list[Record] = field(default_factory=list)
 
 
 class WriteAheadLog:
@@ -112,7 +142,7 @@ class WriteAheadLog:
     :param checkpoint_bytes: start a new log once the current one grows past this size
     """
 
-    def __init__(self, path: Path, *, durable: bool = True, checkpoint_bytes: int = 4 << 20) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, checkpoint_bytes: int = 16 << 20) -> None:
         self.path = path
         self.durable = durable
         self.checkpoint_bytes = checkpoint_bytes
@@ -136,15 +166,18 @@ class WriteAheadLog:
         if status.st_ino != self._inode:
             self._open(status.st_ino)
             header = os.pread(self._fd, 4096, 0).split(b"\n", 1)[0]
-            fresh = header == self._header()
             self._offset = len(header) + 1
             records = self._read_records()
-            if not fresh:
+            if header != self._header():
                 return Catchup(replay=[record for record, _ in records])
+            # Opening a log: its records are older than anything cached, so there is nothing to follow.
             return Catchup(unapplied=self._last_unapplied(records))
         if status.st_size == self._offset:
             return Catchup(unapplied=self.unapplied)
-        return Catchup(unapplied=self._last_unapplied(self._read_records()) or self.unapplied)
+        records = self._read_records()
+        unapplied = self._last_unapplied(records)
+        seen = [record for record, applied in records if applied]
+        return Catchup(unapplied=unapplied or self.unapplied, seen=seen)
 
     def position(self) -> tuple[int | None, int]:
         """Where this process has read the log up to: the log's inode and the offset in it."""
@@ -154,11 +187,15 @@ class WriteAheadLog:
         """Write a record and make it durable: from here on the write counts as done."""
         self._seq += 1
         record = Record(self._seq, files)
-        payload = orjson.dumps({"seq": record.seq, "files": {name: c.to_json() for name, c in files.items()}})
-        self._write(b"%08x %s\n" % (zlib.crc32(payload), payload))
+        body = b"%d %s %s" % (
+            record.seq,
+            orjson.dumps(record.names),
+            orjson.dumps({name: change.to_json() for name, change in files.items()}),
+        )
+        self._write(b"%08x %s\n" % (zlib.crc32(body), body))
         if self.durable:
             os.fdatasync(self._fd)
-        self.mentioned.update(files)
+        self.mentioned.update(record.names)
         return record
 
     def mark_applied(self, record: Record) -> None:
@@ -221,7 +258,7 @@ class WriteAheadLog:
             else:
                 records.append((parsed, False))
                 self._seq = max(self._seq, parsed.seq)
-                self.mentioned.update(parsed.files)
+                self.mentioned.update(parsed.names)
             position += len(line) + 1
         if position < size - self._offset:
             # A torn tail: a writer died inside its append, before its write counted. Cut it off.
@@ -234,16 +271,16 @@ class WriteAheadLog:
         if line.startswith(_APPLIED + b" "):
             number = line[len(_APPLIED) + 1 :]
             return int(number) if number.isdigit() else None
-        checksum, _, payload = line.partition(b" ")
+        checksum, _, body = line.partition(b" ")
         try:
-            if int(checksum, 16) != zlib.crc32(payload):
+            if int(checksum, 16) != zlib.crc32(body):
                 return None
         except ValueError:
             return None
         try:
-            value = orjson.loads(payload)
-            return Record(value["seq"], {name: FileChange.from_json(c) for name, c in value["files"].items()})
-        except (ValueError, KeyError, TypeError) as error:
+            seq, names, payload = body.split(b" ", 2)
+            return Record(int(seq), names=orjson.loads(names), payload=payload, path=self.path)
+        except ValueError as error:
             raise CorruptStoreError(str(self.path), f"a record with a valid checksum does not parse: {error}") from None
 
     @staticmethod

@@ -75,3 +75,24 @@ def test_threads_with_their_own_stores_on_one_directory(root):
     tables = raw_tables(root)
     assert len(tables["finished"]) == 80
     assert tables["pending"] == {} and tables["running"] == {}
+
+
+def test_a_process_follows_others_writes_from_the_log_without_reading_files_again(root, monkeypatch):
+    from jobstore import _tinydb_engine
+
+    writer, reader = JobStore(root, segment_size=4), JobStore(root, segment_size=4)
+    jobs = writer.create_jobs([{"name": str(n)} for n in range(6)])
+    assert len(reader.get_pending_jobs()) == 6
+    reads = []
+    real_read = _tinydb_engine.read_json
+    monkeypatch.setattr(_tinydb_engine, "read_json", lambda path: reads.append(path.name) or real_read(path))
+    writer.set_job_running(jobs[0]["id"], {"messages": "by the writer"})
+    writer.update_job_result(jobs[1]["id"], "done")
+    writer.delete_job(jobs[2]["id"])
+    writer.create_job("late")
+    assert [job["name"] for job in reader.get_pending_jobs()] == ["3", "4", "5", "late"]
+    assert reader.find_job(jobs[0]["id"])[0]["messages"] == "by the writer"
+    assert reader.get_job_results(jobs[1]["id"])["result"] == "done"
+    assert reader.find_job(jobs[2]["id"]) == (None, None)
+    assert reads == []
+    assert [job["id"] for job in reader.get_jobs()] == [job["id"] for job in JobStore(root).get_jobs()]

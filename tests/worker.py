@@ -61,16 +61,16 @@ def die_mid_move(job_id: str, state: str, point: str) -> None:
 
         _wal.WriteAheadLog._write = crash_in_write
     else:
-        replace = _tinydb_engine.replace_file
+        swap_in = _tinydb_engine.swap_in
         budget = [{"after-record": 0, "one-file": 1}[point]]
 
         def crash_after_budget(*args):
             if budget[0] == 0:
                 os._exit(9)
             budget[0] -= 1
-            return replace(*args)
+            return swap_in(*args)
 
-        _tinydb_engine.replace_file = crash_after_budget
+        _tinydb_engine.swap_in = crash_after_budget
     job.setJob(job_id, {"messages": "moved"}, state)
     ack(job_id, state)
 
