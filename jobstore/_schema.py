@@ -17,6 +17,16 @@ from ._status import STATES
 
 _SCHEMA_RESOURCE = "schemas/job.schema.json"
 
+# Top-level keywords under which a document is valid exactly when each of its fields is: no
+# keyword here looks at two fields at once, so a field value that passed once passes again.
+_PER_FIELD_KEYWORDS = frozenset(
+    {"$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "examples",
+     "default", "type", "properties", "required", "additionalProperties", "x-unique"}
+)
+_REMEMBERED_TYPES = (str, int, float, bool, type(None))
+_LONGEST_REMEMBERED = 1024  # characters; longer strings are checked every time
+_MOST_REMEMBERED = 8192  # field values; the memory is emptied when it grows past this
+
 
 @functools.cache
 def _published_text() -> str:
@@ -58,7 +68,10 @@ class JobSchema:
         self._properties: Mapping[str, Any] = properties
         self._validator = validator_class(document)
         self._defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
-        self._plain_defaults = all(isinstance(value, (str, int, float, bool, type(None))) for value in self._defaults.values())
+        self._plain_defaults = all(isinstance(value, _REMEMBERED_TYPES) for value in self._defaults.values())
+        self._required = frozenset(document.get("required", ()))
+        self._per_field = document.keys() <= _PER_FIELD_KEYWORDS
+        self._passed: set[tuple[str, type, Any]] = set()
 
     def defaults(self) -> dict[str, Any]:
         """Return the default value of every field that has one (what a new job starts from)."""
@@ -70,6 +83,23 @@ class JobSchema:
         :param document: the document about to be written
         :raises InvalidJobError: naming the job id and every field at fault
         """
+        if not (self._per_field and isinstance(document, Mapping)):
+            self._check(document)
+            return
+        # A job's fields mostly keep their values from write to write, and jsonschema's cost is
+        # per field: a field whose exact value (and type: 1, 1.0 and True are equal) passed before
+        # is not checked again. Required fields stay, so that their absence is still seen.
+        unchecked = {
+            name: value
+            for name, value in document.items()
+            if name in self._required or _memory_key(name, value) not in self._passed
+        }
+        self._check(unchecked)
+        if len(self._passed) > _MOST_REMEMBERED:
+            self._passed.clear()
+        self._passed.update(key for name, value in unchecked.items() if (key := _memory_key(name, value)) is not None)
+
+    def _check(self, document: Any) -> None:
         errors = sorted(self._validator.iter_errors(document), key=lambda error: list(error.path))
         if errors:
             job_id = document.get("id") if isinstance(document, Mapping) else None
@@ -98,3 +128,10 @@ class JobSchema:
             }
             for name, spec in self._properties.items()
         }
+
+
+def _memory_key(name: str, value: Any) -> tuple[str, type, Any] | None:
+    """The key under which a passing field value is remembered; None for values not remembered."""
+    if type(value) not in _REMEMBERED_TYPES or (type(value) is str and len(value) > _LONGEST_REMEMBERED):
+        return None
+    return name, type(value), value

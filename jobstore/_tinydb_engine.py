@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,16 @@ class JobTable(Table):
             table.update(puts)
 
         self._update_table(change)
+
+    def _update_table(self, updater: Callable[[dict[str, Document]], None]) -> None:
+        # TinyDB rebuilds the table key by key to turn string ids into ints and back; ids here are
+        # strings already, so one copy (the staged table must not alias the committed one) will do.
+        tables = self._storage.read()
+        table = dict(tables.get(self.name, {}))
+        updater(table)
+        tables[self.name] = table
+        self._storage.write(tables)
+        self.clear_cache()
 
 
 class SegmentDatabase(TinyDB):
@@ -360,12 +370,14 @@ class TinyDBEngine:
             # A forked child shares its parent's open file, and with it the parent's lock: open its own.
             self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
             self._lock_pid = os.getpid()
-        pause = 0.0002
+        # Waiters that poll often take CPU from the holder, which finishes sooner the less it
+        # shares: measured with 4 draining workers on 2 cores, 0.5 ms growing to 2 ms beat 0.2 to 1.
+        pause = 0.0005
         while not lock_descriptor(self._lock_fd, blocking=False):
             if deadline is not None and time.monotonic() >= deadline:
                 raise StoreLockTimeout(str(self.lock_path), self.lock_timeout)
             time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
-            pause = min(pause * 2, 0.001)
+            pause = min(pause * 2, 0.002)
         return self._lock_fd
 
     def table(self, state: JobStatus) -> StateTable:

@@ -136,3 +136,37 @@ def test_a_custom_schema_must_keep_the_states(root):
 def test_an_invalid_json_schema_is_refused(root):
     with pytest.raises(ValueError, match="not a valid JSON Schema"):
         JobStore(root, schema={"type": 12})
+
+
+def test_a_value_that_passed_once_is_not_trusted_under_another_type(root):
+    # 1, 1.0 and True are equal in Python; the schema tells them apart, so the store must too.
+    store = JobStore(root, schema=extended_schema())
+    store.set_job("j", {"priority": 1})
+    with pytest.raises(InvalidJobError, match="field 'priority'"):
+        store.set_job("j", {"priority": True})
+    with pytest.raises(InvalidJobError, match="field 'priority'"):
+        store.set_job("j", {"priority": 1.5})
+    assert store.get_job("j")["priority"] == 1
+
+
+def test_a_field_hand_edited_to_a_bad_value_is_caught_on_the_next_write(store, root):
+    store.set_job("j", {"name": "fine"})
+    path = root / "pending.json"
+    tables = json.loads(path.read_text(encoding="utf-8"))
+    tables["pending"]["j"]["name"] = 7
+    path.write_text(json.dumps(tables), encoding="utf-8")
+    before = snapshot(root)
+    with pytest.raises(InvalidJobError, match="field 'name'"):
+        store.set_job_running("j")
+    assert snapshot(root) == before
+
+
+def test_a_schema_relating_two_fields_checks_whole_documents(root):
+    # Remembering single field values is sound only while no keyword looks at two fields at once.
+    schema = extended_schema()
+    schema["properties"]["unit"] = {"type": "string"}
+    schema["dependentRequired"] = {"weight": ["unit"]}
+    store = JobStore(root, schema=schema)
+    store.set_job("a", {"weight": 1.0, "unit": "kg"})
+    with pytest.raises(InvalidJobError, match="'unit' is a dependency of 'weight'"):
+        store.set_job("b", {"weight": 1.0})
