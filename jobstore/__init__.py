@@ -7,8 +7,10 @@ from ._errors import (
     InvalidJobError,
     InvalidStateError,
     JobNotFoundError,
+    JobStateError,
     JobStoreError,
     StoreLockTimeout,
+    WaitTimeout,
 )
 from ._schema import published_schema
 from ._status import JobStatus
@@ -20,10 +22,12 @@ __all__ = [
     "InvalidJobError",
     "InvalidStateError",
     "JobNotFoundError",
+    "JobStateError",
     "JobStatus",
     "JobStore",
     "JobStoreError",
     "StoreLockTimeout",
+    "WaitTimeout",
     "__version__",
     "published_schema",
 ]

@@ -7,7 +7,7 @@ engine lives in ``_tinydb_engine``; a database engine implements the same two pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,6 +68,9 @@ class Session(Protocol):
     def jobs(self, state: JobStatus) -> list[Mapping[str, Any]]:
         """Return the jobs of ``state``'s table in the order they entered it."""
 
+    def first(self, state: JobStatus) -> Mapping[str, Any] | None:
+        """Return the job that entered ``state``'s table first of those still in it, or None."""
+
     def apply(self, batch: Batch) -> None:
         """Write every change of the batch atomically: after a crash, all of it or none of it is seen."""
 
@@ -77,3 +80,9 @@ class Engine(Protocol):
 
     def session(self) -> AbstractContextManager[Session]:
         """Open a session that excludes every other session, in this and in other processes."""
+
+    def change_token(self) -> Hashable:
+        """Return a value that differs once any session has written, without taking the lock.
+
+        Waiters compare it to learn cheaply that something may have changed.
+        """

@@ -88,3 +88,38 @@ class CorruptStoreError(JobStoreError, ValueError):
         self.column = column
         where = f" (line {line}, column {column})" if line is not None else ""
         super().__init__(f"damaged store file {path}{where}: {detail}")
+
+
+class JobStateError(JobStoreError, ValueError):
+    """The job is not in a state the operation applies to; nothing was written.
+
+    :param job_id: the job concerned
+    :param status: the state it is in
+    :param action: what was asked, for the message ("retry", "renew the lease of")
+    :param allowed: the states the operation applies to
+    :param detail: what else was wrong, when the state alone does not say
+    """
+
+    def __init__(
+        self, job_id: str, status: str, action: str, allowed: Sequence[str], detail: str | None = None
+    ) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.allowed = tuple(allowed)
+        reason = detail or f"it is {status}; only {', '.join(self.allowed)} jobs can be"
+        super().__init__(f"cannot {action} job {job_id!r}: {reason}")
+
+
+class WaitTimeout(JobStoreError, TimeoutError):
+    """The job did not end within the time given.
+
+    :param job_id: the job waited for
+    :param timeout: the seconds waited
+    :param status: the job's state when the time ran out
+    """
+
+    def __init__(self, job_id: str, timeout: float, status: str) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"job {job_id!r} did not end within {timeout:g} s; it is {status}")

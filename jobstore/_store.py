@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._engine import Batch, Document, Engine, Session
-from ._errors import InvalidJobError, InvalidStateError, JobNotFoundError
+from . import _lifecycle as lifecycle
+from ._errors import InvalidJobError, InvalidStateError, JobNotFoundError, WaitTimeout
 from ._files import check_storable
+from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
 from ._schema import JobSchema
 from ._status import STATES, JobStatus
 from ._tinydb_engine import DEFAULT_SEGMENT_SIZE, TinyDBEngine
@@ -45,27 +49,17 @@ def job_id_of(job_id: object) -> str:
     raise InvalidJobError(job_id, [("id", "a job id is a non-empty string or an int")])
 
 
-def now() -> str:
-    """The current time as jobstore writes it: ISO 8601, UTC, to the microsecond."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: object) -> datetime.datetime | None:
-    """Read a timestamp jobstore wrote; None for anything else."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
-
-
 def _seconds(value: float | datetime.timedelta) -> float:
     seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
         raise ValueError(f"older_than must be a non-negative number of seconds or a timedelta, not {value!r}")
     return float(seconds)
+
+
+def _lease(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
+        raise ValueError(f"a lease is a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def _fields(job_id: object, data: object, what: str) -> dict[str, Any]:
@@ -92,6 +86,8 @@ class JobStore:
         acknowledged write; False keeps every guarantee against crashed processes but not that one
     :param segment_size: the most jobs one file of a state holds; finishing a job rewrites one
         such file, however long the history
+    :param lease: seconds a claim lasts unless its worker renews it with :meth:`heartbeat`
+    :param max_attempts: claims a job gets before a lease that expires sends it to error
     """
 
     def __init__(
@@ -102,7 +98,13 @@ class JobStore:
         lock_timeout: float = 10.0,
         durable: bool = True,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        lease: float = 300.0,
+        max_attempts: int = 3,
     ) -> None:
+        self.lease = _lease(lease)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an int of at least 1, not {max_attempts!r}")
+        self.max_attempts = max_attempts
         self.path = Path(path)
         self.schema = JobSchema(schema)
         self._engine: Engine = TinyDBEngine(
@@ -122,10 +124,9 @@ class JobStore:
             batch = Batch()
             result = operation(session, batch)
             if batch:
-                stamp = now()
+                stamp = timestamp(utc_now())
                 for document in batch.documents():
-                    document.setdefault("createdAt", stamp)
-                    document["updatedAt"] = stamp
+                    lifecycle.record_change(document, stamp)
                     self._check(document)
                 session.apply(batch)
             return copy_json(result)
@@ -292,6 +293,116 @@ class JobStore:
             return len(batch.deletes)
 
         return self._transact(purge)
+
+    # Workers
+
+    def claim_job(self, worker: str | None = None, lease: float | None = None) -> Document | None:
+        """Take the job that has waited longest in pending, for this worker alone; None when none waits.
+
+        Expired claims are recovered first (see :meth:`requeue_expired_jobs`), so no daemon is
+        needed. Idle jobs are never claimed.
+
+        :param worker: who claims it (stored in ``worker``); by default this host and process id
+        :param lease: seconds the claim lasts unless renewed; by default the store's ``lease``
+        :returns: the job, now running, with ``attempts`` counted up and ``leaseExpiresAt`` set
+        """
+        if worker is None:
+            worker = f"{socket.gethostname()}:{os.getpid()}"
+        elif not isinstance(worker, str) or not worker:
+            raise ValueError(f"a worker is named by a non-empty string, not {worker!r}")
+        operation = lifecycle.claim(worker, self.lease if lease is None else _lease(lease), self.max_attempts)
+        return self._transact(operation)
+
+    def heartbeat(self, job_id: str | int, lease: float | None = None, worker: str | None = None) -> Document:
+        """Renew the lease of a running job; the returned job tells its worker whether to stop (``cancelRequested``).
+
+        :param lease: seconds from now the lease lasts; by default the store's ``lease``
+        :param worker: when given, the lease is renewed only if this worker holds the job
+        :raises JobStateError: when the job is not running, or another worker holds it
+        """
+        job_id = job_id_of(job_id)
+        return self._transact(lifecycle.heartbeat(job_id, self.lease if lease is None else _lease(lease), worker))
+
+    def requeue_expired_jobs(self) -> list[str]:
+        """Recover running jobs whose lease expired: back to pending, or to error after ``max_attempts`` claims.
+
+        :returns: the ids of the jobs recovered
+        """
+        return self._transact(lifecycle.requeue_expired(self.max_attempts))
+
+    def set_job_progress(self, job_id: str | int, completed: int, total: int | None = None) -> Document:
+        """Record how far the job has got: ``progress = {"completed": completed, "total": total}``.
+
+        :raises InvalidJobError: (a ValueError) for negative counts, non-ints, or completed > total
+        """
+        job_id = job_id_of(job_id)
+        progress = lifecycle.check_progress(job_id, completed, total)
+        return self._transact(lifecycle.update(job_id, lambda job: {"progress": progress}))
+
+    def append_job_message(self, job_id: str | int, text: str) -> Document:
+        """Add a line to the job's ``messages``."""
+        job_id = job_id_of(job_id)
+        if not isinstance(text, str):
+            raise InvalidJobError(job_id, [("messages", f"a message is a string, not {type(text).__name__}")])
+        return self._transact(lifecycle.update(job_id, lambda job: {"messages": lifecycle.with_message(job, text)}))
+
+    def fail_job(self, job_id: str | int, message: str = "") -> Document:
+        """Move a job that has not ended to ``error``, adding ``message`` to its messages.
+
+        :raises JobStateError: when the job is already finished or in error
+        """
+        job_id = job_id_of(job_id)
+        if not isinstance(message, str):
+            raise InvalidJobError(job_id, [("messages", f"a message is a string, not {type(message).__name__}")])
+        return self._transact(lifecycle.fail(job_id, message))
+
+    def retry_job(self, job_id: str | int) -> Document:
+        """Run an ended (finished or error) job again: back to pending, as if just submitted, its history kept.
+
+        :raises JobStateError: when the job has not ended
+        """
+        return self._transact(lifecycle.retry(job_id_of(job_id)))
+
+    def cancel_job(self, job_id: str | int) -> Document:
+        """Cancel a job: an idle or pending one goes to error with ``canceled: true``; a running one
+        gets ``cancelRequested: true`` and its worker, seeing it, stops and calls :meth:`fail_job`.
+
+        :raises JobStateError: when the job has already ended
+        """
+        return self._transact(lifecycle.cancel(job_id_of(job_id)))
+
+    def block_until_complete(
+        self, job: str | int | Mapping[str, Any], timeout: float | None = None, interval: float = 0.01
+    ) -> Document:
+        """Wait for the job to end (finished or error) and return it.
+
+        Between looks it checks only the engine's change token (a stat of the log and the
+        directory), so a wait costs no parsing and takes no lock while nothing is written; it
+        still looks once a second, for files changed by hand.
+
+        :param job: the job or its id
+        :param timeout: seconds to wait at most; None waits for ever
+        :param interval: seconds between checks of the change token
+        :raises WaitTimeout: (a TimeoutError) when the time runs out
+        :raises JobNotFoundError: when the job is not, or no longer, in the store
+        """
+        job_id = job_id_of(job.get("id") if isinstance(job, Mapping) else job)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        token: object = ()
+        looked = 0.0
+        while True:
+            current = self._engine.change_token()
+            if current != token or time.monotonic() - looked >= 1.0:
+                token, looked = current, time.monotonic()
+                found, state = self.find_job(job_id)
+                if found is None:
+                    raise JobNotFoundError(job_id)
+                if state in FINAL_STATES:
+                    return found
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(job_id, timeout or 0.0, state.value)
+            time.sleep(interval if left is None else min(interval, left))
 
     # Reading jobs
 

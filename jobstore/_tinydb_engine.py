@@ -246,6 +246,13 @@ class StateTable:
         number = self.locate(job_id)
         return None if number is None else self.segments[number].table.get(doc_id=job_id)
 
+    def first(self) -> TinyDocument | None:
+        for number in list(self.segments):
+            segment = self.ensure(number)
+            for job_id in segment.storage.table:
+                return segment.table.get(doc_id=job_id)
+        return None
+
     def all(self) -> list[TinyDocument]:
         self.ensure_all()
         return [document for segment in self.segments.values() for document in segment.table.all()]
@@ -306,6 +313,9 @@ class TinyDBSession:
     def jobs(self, state: JobStatus) -> list[TinyDocument]:
         return self._engine.table(state).all()
 
+    def first(self, state: JobStatus) -> TinyDocument | None:
+        return self._engine.table(state).first()
+
     def apply(self, batch: Batch) -> None:
         self._engine.commit(batch)
 
@@ -363,6 +373,14 @@ class TinyDBEngine:
                 unlock_descriptor(fd)
         finally:
             self._thread_lock.release()
+
+    def change_token(self) -> tuple[int, int, int, int] | None:
+        """Every write through jobstore grows or replaces the log; a file made or removed by hand changes the directory."""
+        try:
+            log, directory = os.stat(self.wal.path), os.stat(self.root)
+        except FileNotFoundError:
+            return None
+        return log.st_ino, log.st_size, log.st_mtime_ns, directory.st_mtime_ns
 
     def _lock_file(self, deadline: float | None) -> int:
         """Take the store's file lock, polling until the deadline; return the locked descriptor."""

@@ -83,9 +83,12 @@ def raw_tables(root: Path) -> dict[str, dict[str, dict]]:
     return tables
 
 
+STAMPED = ("createdAt", "updatedAt", "startedAt", "finishedAt", "history")
+
+
 def without_times(document: dict) -> dict:
-    """The document less the timestamps the store sets, for comparing documents written at different times."""
-    return {name: value for name, value in document.items() if name not in ("createdAt", "updatedAt")}
+    """The document less what the store stamps on each write (times, history), for comparing documents written at different times."""
+    return {name: value for name, value in document.items() if name not in STAMPED}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

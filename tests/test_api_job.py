@@ -11,7 +11,7 @@ from jobstore.api import job
 
 from conftest import without_times
 
-FIELDS = {"id", "name", "user", "request", "result", "status", "messages", "createdAt", "updatedAt"}
+FIELDS = {"id", "name", "user", "request", "result", "status", "messages", "createdAt", "updatedAt", "history"}
 
 
 def test_create_job_returns_the_stored_pending_document(api):

@@ -11,7 +11,8 @@ from jobstore import InvalidStateError, _store
 
 def finish(store, names, when=None, monkeypatch=None):
     if when is not None:
-        monkeypatch.setattr(_store, "now", lambda: when)
+        moment = datetime.datetime.fromisoformat(when.replace("Z", "+00:00"))
+        monkeypatch.setattr(_store, "utc_now", lambda: moment)
     jobs = [store.create_job(name) for name in names]
     for job in jobs:
         store.update_job_result(job["id"], "done")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from jobstore import JobStore
 from jobstore.api import job
@@ -75,7 +76,50 @@ def die_mid_move(job_id: str, state: str, point: str) -> None:
     ack(job_id, state)
 
 
-ACTIONS = {"create": create, "lifecycle": lifecycle, "set": set_field, "die-mid-move": die_mid_move}
+def drain() -> None:
+    """Claim jobs and finish them until none is pending."""
+    while (claimed := job.claimJob(f"worker-{os.getpid()}")) is not None:
+        ack(claimed["id"], "running")
+        job.updateJobResult(claimed["id"], f"done by {os.getpid()}")
+        ack(claimed["id"], "finished")
+
+
+def claim_and_die(lease: str) -> None:
+    """Claim one job under a lease, then exit abruptly without finishing it."""
+    claimed = job.claimJob(f"worker-{os.getpid()}", float(lease))
+    ack(claimed["id"] if claimed else "-", "running")
+    os._exit(9)
+
+
+def claim_and_beat(lease: str, seconds: str) -> None:
+    """Claim one job under a short lease and keep it alive with heartbeats for a while, then finish it."""
+    claimed = job.claimJob(f"worker-{os.getpid()}", float(lease))
+    ack(claimed["id"], "running")
+    until = time.monotonic() + float(seconds)
+    while time.monotonic() < until:
+        time.sleep(float(lease) / 4)
+        job.heartbeat(claimed["id"], float(lease))
+    job.updateJobResult(claimed["id"], "done")
+    ack(claimed["id"], "finished")
+
+
+def finish_later(job_id: str, delay: str) -> None:
+    """Wait, then finish the job."""
+    time.sleep(float(delay))
+    job.updateJobResult(job_id, "done later")
+    ack(job_id, "finished")
+
+
+ACTIONS = {
+    "create": create,
+    "lifecycle": lifecycle,
+    "set": set_field,
+    "die-mid-move": die_mid_move,
+    "drain": drain,
+    "claim-and-die": claim_and_die,
+    "claim-and-beat": claim_and_beat,
+    "finish-later": finish_later,
+}
 
 if __name__ == "__main__":
     job.useStore(JobStore(sys.argv[1], durable=os.environ.get("JOBSTORE_DURABLE", "1") == "1"))

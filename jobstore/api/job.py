@@ -15,9 +15,14 @@ from typing import Any
 from .._store import JobStore
 
 __all__ = [
+    "appendJobMessage",
+    "blockUntilComplete",
+    "cancelJob",
+    "claimJob",
     "createJob",
     "createJobs",
     "deleteJob",
+    "failJob",
     "findJob",
     "getErrorJobs",
     "getFinishedJobs",
@@ -28,10 +33,14 @@ __all__ = [
     "getJobs",
     "getPendingJobs",
     "getRunningJobs",
+    "heartbeat",
     "purgeJobs",
+    "requeueExpiredJobs",
+    "retryJob",
     "setJob",
     "setJobFinished",
     "setJobPending",
+    "setJobProgress",
     "setJobRunning",
     "updateJobResult",
     "useStore",
@@ -128,6 +137,51 @@ def purgeJobs(
 ) -> int:
     """Remove old finished or error jobs, by age (seconds or timedelta) or count; returns how many went."""
     return _store().purge_jobs(state, olderThan, keepLast)
+
+
+def claimJob(worker: str | None = None, lease: float | None = None) -> dict[str, Any] | None:
+    """Take the oldest pending job for this worker alone, under a lease of ``lease`` seconds; None when none waits."""
+    return _store().claim_job(worker, lease)
+
+
+def heartbeat(jobId: str | int, lease: float | None = None) -> dict[str, Any]:
+    """Renew the running job's lease; returns the job, whose ``cancelRequested`` says whether to stop."""
+    return _store().heartbeat(jobId, lease)
+
+
+def requeueExpiredJobs() -> list[str]:
+    """Recover running jobs whose lease expired (to pending, or to error after max_attempts); returns their ids."""
+    return _store().requeue_expired_jobs()
+
+
+def setJobProgress(jobId: str | int, completed: int, total: int | None = None) -> dict[str, Any]:
+    """Record ``progress = {"completed": completed, "total": total}``; bad counts raise a ValueError."""
+    return _store().set_job_progress(jobId, completed, total)
+
+
+def appendJobMessage(jobId: str | int, text: str) -> dict[str, Any]:
+    """Add a line to the job's messages."""
+    return _store().append_job_message(jobId, text)
+
+
+def failJob(jobId: str | int, message: str = "") -> dict[str, Any]:
+    """Move a job that has not ended to error, adding the message."""
+    return _store().fail_job(jobId, message)
+
+
+def retryJob(jobId: str | int) -> dict[str, Any]:
+    """Send a finished or error job back to pending, to run again."""
+    return _store().retry_job(jobId)
+
+
+def cancelJob(jobId: str | int) -> dict[str, Any]:
+    """Cancel an idle or pending job (to error, ``canceled: true``), or ask a running one to stop."""
+    return _store().cancel_job(jobId)
+
+
+def blockUntilComplete(jobOrId: str | int | Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """Wait until the job is finished or error and return it; raises a TimeoutError subclass after ``timeout`` seconds."""
+    return _store().block_until_complete(jobOrId, timeout)
 
 
 def getIdleJobs() -> list[dict[str, Any]]:
