@@ -71,7 +71,7 @@ class JobSchema:
         self._plain_defaults = all(isinstance(value, _REMEMBERED_TYPES) for value in self._defaults.values())
         self._required = frozenset(document.get("required", ()))
         self._per_field = document.keys() <= _PER_FIELD_KEYWORDS
-        self._passed: set[tuple[str, type, Any]] = set()
+        self._passed: set[tuple[str, Any]] = set()
 
     def defaults(self) -> dict[str, Any]:
         """Return the default value of every field that has one (what a new job starts from)."""
@@ -130,8 +130,32 @@ class JobSchema:
         }
 
 
-def _memory_key(name: str, value: Any) -> tuple[str, type, Any] | None:
-    """The key under which a passing field value is remembered; None for values not remembered."""
-    if type(value) not in _REMEMBERED_TYPES or (type(value) is str and len(value) > _LONGEST_REMEMBERED):
+def _memory_key(name: str, value: Any) -> tuple[str, Any] | None:
+    """The key under which a passing field value is remembered; None for values not remembered.
+
+    Lists and objects are remembered too while small (a new job's one-entry ``history`` is the
+    same for every job of a bulk submit), each part tagged with its type, since 1 == 1.0 == True.
+    """
+    try:
+        return name, _frozen(value, [_LONGEST_REMEMBERED])
+    except _NotRemembered:
         return None
-    return name, type(value), value
+
+
+class _NotRemembered(Exception):
+    """A value too large, or not plain JSON, to be remembered."""
+
+
+def _frozen(value: Any, budget: list[int]) -> Any:
+    """A hashable, type-tagged image of a JSON value; raises once it spends more than the budget of characters."""
+    kind = type(value)
+    budget[0] -= len(value) if kind is str else 1
+    if budget[0] < 0:
+        raise _NotRemembered
+    if kind in _REMEMBERED_TYPES:
+        return kind, value
+    if kind is list:
+        return kind, tuple(_frozen(item, budget) for item in value)
+    if kind is dict and all(type(key) is str for key in value):
+        return kind, tuple(sorted((key, _frozen(item, budget)) for key, item in value.items()))
+    raise _NotRemembered

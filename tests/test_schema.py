@@ -149,6 +149,16 @@ def test_a_value_that_passed_once_is_not_trusted_under_another_type(root):
     assert store.get_job("j")["priority"] == 1
 
 
+def test_a_list_or_object_that_passed_once_is_not_trusted_with_a_part_of_another_type(store):
+    store.set_job("j", {"progress": {"completed": 1, "total": 2}})
+    with pytest.raises(InvalidJobError, match="field 'progress'"):
+        store.set_job("j", {"progress": {"completed": True, "total": 2}})
+    history = store.get_job("j")["history"]
+    with pytest.raises(InvalidJobError, match="field 'history'"):
+        store.set_job("j", {"history": [{**history[0], "status": True}]})
+    assert store.get_job("j")["progress"] == {"completed": 1, "total": 2}
+
+
 def test_a_field_hand_edited_to_a_bad_value_is_caught_on_the_next_write(store, root):
     store.set_job("j", {"name": "fine"})
     path = root / "pending.json"
