@@ -10,6 +10,7 @@ from ._errors import (
     JobStateError,
     JobStoreError,
     StoreLockTimeout,
+    StoreWriteError,
     WaitTimeout,
 )
 from ._schema import published_schema
@@ -27,6 +28,7 @@ __all__ = [
     "JobStore",
     "JobStoreError",
     "StoreLockTimeout",
+    "StoreWriteError",
     "WaitTimeout",
     "__version__",
     "published_schema",

@@ -123,3 +123,23 @@ class WaitTimeout(JobStoreError, TimeoutError):
         self.timeout = timeout
         self.status = status
         super().__init__(f"job {job_id!r} did not end within {timeout:g} s; it is {status}")
+
+
+class StoreWriteError(JobStoreError, OSError):
+    """The store's files could not be written: a full disk, an I/O error, a read-only directory.
+
+    ``errno`` and ``strerror`` are those of the operating system's error; ``path`` names the file
+    or directory that refused the write.
+
+    :param path: what could not be written
+    :param error: the operating system's error
+    :param outcome: what became of the operation, for the message
+    """
+
+    def __init__(self, path: str, error: OSError, outcome: str = "nothing was changed") -> None:
+        super().__init__(error.errno, error.strerror or str(error), path)
+        self.path = path
+        self.outcome = outcome
+
+    def __str__(self) -> str:
+        return f"could not write the job store at {self.path}: {self.strerror}; {self.outcome}"

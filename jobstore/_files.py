@@ -162,6 +162,9 @@ def prepare_spare(path: Path, data: bytes, spare: Path, current: FileKey | None 
         os.ftruncate(fd, len(data))
         os.utime(fd, ns=(mtime, mtime))
         return _key(os.fstat(fd))
+    except OSError as error:
+        error.filename = error.filename or str(spare)
+        raise
     finally:
         os.close(fd)
 

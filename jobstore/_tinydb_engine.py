@@ -12,6 +12,7 @@ spare per segment through which files are replaced atomically.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -28,10 +29,11 @@ from tinydb.table import Document as TinyDocument
 from tinydb.table import Table
 
 from ._engine import Batch, Document
-from ._errors import CorruptStoreError, StoreLockTimeout
+from ._errors import CorruptStoreError, JobStoreError, StoreLockTimeout, StoreWriteError
 from ._files import (
     FileKey,
     encode,
+    file_key,
     prepare_spare,
     read_json,
     remove_temporary_files,
@@ -367,7 +369,15 @@ class TinyDBEngine:
             fd = self._lock_file(deadline)
             try:
                 self._fresh.clear()
-                self._recover()
+                try:
+                    self._recover()
+                except OSError as error:
+                    if isinstance(error, JobStoreError):
+                        raise
+                    raise StoreWriteError(
+                        error.filename or str(self.root), error,
+                        "a write already logged could not be completed; the next operation tries again",
+                    ) from error
                 yield TinyDBSession(self)
             finally:
                 unlock_descriptor(fd)
@@ -386,7 +396,15 @@ class TinyDBEngine:
         """Take the store's file lock, polling until the deadline; return the locked descriptor."""
         if self._lock_fd is None or self._lock_pid != os.getpid():
             # A forked child shares its parent's open file, and with it the parent's lock: open its own.
-            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            except PermissionError:
+                # A store on a read-only directory or filesystem can still be read: flock needs no write access.
+                self._lock_fd = os.open(self.lock_path, os.O_RDONLY)
+            except OSError as error:
+                if error.errno != errno.EROFS:
+                    raise
+                self._lock_fd = os.open(self.lock_path, os.O_RDONLY)
             self._lock_pid = os.getpid()
         # Waiters that poll often take CPU from the holder, which finishes sooner the less it
         # shares: measured with 4 draining workers on 2 cores, 0.5 ms growing to 2 ms beat 0.2 to 1.
@@ -439,7 +457,13 @@ class TinyDBEngine:
     # Writing
 
     def commit(self, batch: Batch) -> None:
-        """Log the batch's changes in one record, then replace each changed file."""
+        """Log the batch's changes in one record, then replace each changed file.
+
+        :raises StoreWriteError: when the record could not be written and synced; nothing changed.
+            Once it is, the write counts: a file that then fails to be replaced is replaced from
+            the record by the next session, and the call still succeeds.
+        """
+        self._check_writable()
         changes = self._plan(batch)
         touched: list[tuple[Segment, _SegmentChange]] = []
         try:
@@ -449,25 +473,42 @@ class TinyDBEngine:
                 touched.append((segment, change))
             files = {segment.name: self._file_change(segment, change) for segment, change in touched}
             record = self.wal.append(files)
-        except BaseException:
+        except BaseException as error:
             for segment, _ in touched:
                 segment.storage.staged = None
+            if isinstance(error, OSError) and not isinstance(error, JobStoreError):
+                raise StoreWriteError(error.filename or str(self.root), error) from error
             raise
         try:
             # Files that gain jobs first: a person reading the files mid-move sees a job twice, never nowhere.
             for segment, _ in sorted(touched, key=lambda pair: not pair[1].puts):
                 self._flush(segment, files[segment.name])
-        except BaseException:
+        except BaseException as error:
             # The record stands: the next session applies it again. Forget what this one cached.
             for segment, _ in touched:
                 segment.storage.forget()
             self.wal.unapplied = record
+            self._listing = None
+            if isinstance(error, OSError):
+                return
             raise
         for segment, change in touched:
             self._tables[change.state].reindex(segment.number, change.puts, change.removes)
         self.wal.mark_applied(record)
         self._relist(touched)
         self._after_write()
+
+    def _check_writable(self) -> None:
+        """Refuse a write, before it starts, where a file it needs could not be replaced.
+
+        Otherwise a directory made read-only under writable files would let the record be logged
+        and then stop every later session, each failing to apply it.
+        """
+        for path in (self.root, self.spares, self.wal.path):
+            if not os.access(path, os.W_OK):
+                read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+                code = errno.EROFS if read_only else errno.EACCES
+                raise StoreWriteError(str(path), OSError(code, os.strerror(code)))
 
     def _plan(self, batch: Batch) -> list[_SegmentChange]:
         changes: dict[tuple[JobStatus, int], _SegmentChange] = {}
@@ -536,7 +577,9 @@ class TinyDBEngine:
 
     def _after_write(self) -> None:
         if self.wal.wants_checkpoint():
-            self._checkpoint()
+            # The write is done whatever happens here; a checkpoint that fails is tried again next write.
+            with suppress(OSError):
+                self._checkpoint()
 
     def _checkpoint(self) -> None:
         files = [self.root / name for name in self.wal.mentioned]
@@ -555,9 +598,12 @@ class TinyDBEngine:
 
     def _recover(self) -> None:
         if not self._swept:
-            remove_temporary_files(self.root)
-            remove_temporary_files(self.meta)
-            self._swept = True
+            try:
+                remove_temporary_files(self.root)
+                remove_temporary_files(self.meta)
+                self._swept = True
+            except OSError:
+                pass  # a read-only store keeps its leftovers, which no reader looks at
         catchup = self.wal.catch_up()
         for record in catchup.seen:
             self._follow(record)
@@ -598,14 +644,21 @@ class TinyDBEngine:
                 table.reindex(segment.number, change.puts, set(change.removes))
 
     def _redo(self, record: Record) -> None:
-        """Apply a logged record whose files may not all have been replaced (its writer died)."""
+        """Apply a logged record whose files may not all have been replaced (its writer died).
+
+        A file already in the version the record made is left as it is: on a full disk, the note
+        that a record was applied can fail to be logged, and rewriting would need room too.
+        """
         for name, change in record.files.items():
+            now = file_key(self.root / name)
+            if (now is None) if change.delete else (now is not None and now == change.after):
+                continue
             current = read_json(self.root / name)
             state = JobStatus(change.state)
             before = check_table(self.root / name, state, current[0]) if current else None
             self._write_table(name, state, change.applied_to(before), durable=False)
         self._listing = None
-        self.wal.mark_applied(record)
+        self.wal.mark_applied(record)  # should this fail, the next session finds every file done
 
     def _replay(self, records: list[Record]) -> None:
         """Rebuild every file the log names from the log alone, after a power loss may have torn them."""

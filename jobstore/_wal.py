@@ -16,8 +16,10 @@ Records are single JSON lines behind a CRC-32, so a torn or damaged line is reco
 
 from __future__ import annotations
 
+import errno
 import os
 import zlib
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,17 +194,35 @@ class WriteAheadLog:
             orjson.dumps(record.names),
             orjson.dumps({name: change.to_json() for name, change in files.items()}),
         )
-        self._write(b"%08x %s\n" % (zlib.crc32(body), body))
-        if self.durable:
-            os.fdatasync(self._fd)
+        start = self._offset
+        try:
+            self._write(b"%08x %s\n" % (zlib.crc32(body), body))
+            if self.durable:
+                os.fdatasync(self._fd)
+        except OSError as error:
+            # Not synced means not done: take the record back, so no later session applies it.
+            self._cut(start)
+            error.filename = error.filename or str(self.path)
+            raise
         self.mentioned.update(record.names)
         return record
 
-    def mark_applied(self, record: Record) -> None:
-        """Note that every file of the record was replaced (not synced: a power loss replays anyway)."""
-        self._write(b"%s %d\n" % (_APPLIED, record.seq))
+    def mark_applied(self, record: Record) -> bool:
+        """Note that every file of the record was replaced (not synced: a power loss replays anyway).
+
+        :returns: False when the note could not be written; the record then stays to be applied
+            again by the next session, which does no harm
+        """
+        start = self._offset
+        try:
+            self._write(b"%s %d\n" % (_APPLIED, record.seq))
+        except OSError:
+            self._cut(start)
+            self.unapplied = record
+            return False
         if self.unapplied is record:
             self.unapplied = None
+        return True
 
     def wants_checkpoint(self) -> bool:
         return self._offset > self.checkpoint_bytes
@@ -223,7 +243,12 @@ class WriteAheadLog:
     def _open(self, inode: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        except OSError as error:
+            if not isinstance(error, PermissionError) and error.errno != errno.EROFS:
+                raise
+            self._fd = os.open(self.path, os.O_RDONLY)  # a read-only store: followed, never written
         self._inode = inode
         self._offset = 0
         self.mentioned = set()
@@ -232,10 +257,21 @@ class WriteAheadLog:
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
+        if os.fstat(self._fd).st_size != self._offset:
+            # Only this process writes while it holds the lock, and it has read up to the offset:
+            # more bytes are the remains of its own write that failed and could not be cut off then.
+            os.ftruncate(self._fd, self._offset)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
         self._offset += len(data)
+
+    def _cut(self, offset: int) -> None:
+        """Remove the part of a line that failed to be written; a later write retries if this fails too."""
+        assert self._fd is not None
+        with suppress(OSError):
+            os.ftruncate(self._fd, offset)
+        self._offset = offset
 
     def _read_records(self) -> list[tuple[Record, bool]]:
         """Parse the lines after the offset, cutting off a torn tail. Returns (record, applied) pairs."""
@@ -261,8 +297,10 @@ class WriteAheadLog:
                 self.mentioned.update(parsed.names)
             position += len(line) + 1
         if position < size - self._offset:
-            # A torn tail: a writer died inside its append, before its write counted. Cut it off.
-            os.ftruncate(self._fd, self._offset + position)
+            # A torn tail: a writer died inside its append, before its write counted. Cut it off
+            # (a read-only store cannot, and needs not: nothing is appended there).
+            with suppress(OSError):
+                os.ftruncate(self._fd, self._offset + position)
         self._offset += position
         return records
 
