@@ -13,6 +13,7 @@ from ._errors import (
     StoreWriteError,
     WaitTimeout,
 )
+from ._engine import StoreProblem
 from ._schema import published_schema
 from ._status import JobStatus
 from ._store import JobStore
@@ -28,6 +29,7 @@ __all__ = [
     "JobStore",
     "JobStoreError",
     "StoreLockTimeout",
+    "StoreProblem",
     "StoreWriteError",
     "WaitTimeout",
     "__version__",

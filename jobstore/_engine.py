@@ -7,7 +7,7 @@ engine lives in ``_tinydb_engine``; a database engine implements the same two pr
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,6 +53,22 @@ class Batch:
         return bool(self.puts or self.deletes)
 
 
+@dataclass(frozen=True)
+class StoreProblem:
+    """One thing wrong in a store, as :meth:`JobStore.check` reports it."""
+
+    #: the file at fault, relative to the store's directory
+    path: str
+    #: what is wrong
+    detail: str
+    #: the job concerned, when the problem is one job's
+    job_id: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path if self.job_id is None else f"{self.path}: job {self.job_id!r}"
+        return f"{where}: {self.detail}"
+
+
 class Session(Protocol):
     """Exclusive access to the store while it lasts; reads always see the latest committed state.
 
@@ -80,6 +96,9 @@ class Engine(Protocol):
 
     def session(self) -> AbstractContextManager[Session]:
         """Open a session that excludes every other session, in this and in other processes."""
+
+    def check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
+        """List every problem of the stored data, changing nothing; ``inspect`` judges one document."""
 
     def change_token(self) -> Hashable:
         """Return a value that differs once any session has written, without taking the lock.

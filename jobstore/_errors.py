@@ -33,10 +33,11 @@ class InvalidJobError(JobStoreError, ValueError):
     def __init__(self, job_id: object, problems: Sequence[tuple[str | None, str]]) -> None:
         self.job_id = job_id
         self.problems = tuple(problems)
-        details = "; ".join(
-            message if field is None else f"field {field!r}: {message}" for field, message in self.problems
-        )
-        super().__init__(f"invalid job {job_id!r}: {details}")
+        super().__init__(f"invalid job {job_id!r}: {'; '.join(self.details())}")
+
+    def details(self) -> list[str]:
+        """One line per problem, naming its field."""
+        return [message if field is None else f"field {field!r}: {message}" for field, message in self.problems]
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -99,11 +99,18 @@ class JobSchema:
             self._passed.clear()
         self._passed.update(key for name, value in unchecked.items() if (key := _memory_key(name, value)) is not None)
 
-    def _check(self, document: Any) -> None:
+    def problems(self, document: Any) -> list[tuple[str | None, str]]:
+        """Return what is wrong with a document as (field or None, message) pairs; empty when it is valid.
+
+        Every field is checked, whatever passed before: this is for documents read, not written.
+        """
         errors = sorted(self._validator.iter_errors(document), key=lambda error: list(error.path))
-        if errors:
-            job_id = document.get("id") if isinstance(document, Mapping) else None
-            raise InvalidJobError(job_id, [problem for error in errors for problem in self._problems(error, document)])
+        return [problem for error in errors for problem in self._problems(error, document)]
+
+    def _check(self, document: Any) -> None:
+        problems = self.problems(document)
+        if problems:
+            raise InvalidJobError(document.get("id") if isinstance(document, Mapping) else None, problems)
 
     def _problems(self, error: ValidationError, document: Mapping[str, Any]) -> list[tuple[str | None, str]]:
         if error.path:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._engine import Batch, Document, Engine, Session
+from ._engine import Batch, Document, Engine, Session, StoreProblem
 from . import _lifecycle as lifecycle
 from ._errors import InvalidJobError, InvalidStateError, JobNotFoundError, WaitTimeout
 from ._files import check_storable
@@ -450,6 +450,20 @@ class JobStore:
     def get_job_results(self, job_id: str | int) -> Document | None:
         """Return the finished job's document, or None when the job is not finished."""
         return self.get_job(job_id, JobStatus.FINISHED)
+
+    def check(self) -> list[StoreProblem]:
+        """List every problem in the store, changing nothing; an empty list means it is sound.
+
+        Reads every file afresh and reports each one that is damaged or out of layout, each document
+        failing the schema, each job held twice, each unknown file, a damaged log, and each file the
+        log says should be there but is not.
+        """
+
+        def inspect(document: Mapping[str, Any]) -> list[str]:
+            problems = self.schema.problems(document)
+            return InvalidJobError(document.get("id"), problems).details() if problems else []
+
+        return self._engine.check(inspect)
 
     def get_job_schema(self) -> dict[str, dict[str, Any]]:
         """Return the field table of the store's schema: type, required, unique, default and options per field."""

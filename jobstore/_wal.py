@@ -181,6 +181,19 @@ class WriteAheadLog:
         seen = [record for record, applied in records if applied]
         return Catchup(unapplied=unapplied or self.unapplied, seen=seen)
 
+    def last_changes(self) -> dict[str, FileChange]:
+        """Return, by file name, the last change the log records to each file it names since its checkpoint."""
+        assert self._fd is not None
+        header = os.pread(self._fd, 4096, 0).split(b"\n", 1)[0]
+        start = len(header) + 1
+        lines = os.pread(self._fd, os.fstat(self._fd).st_size - start, start).split(b"\n")[:-1]
+        changes: dict[str, FileChange] = {}
+        for line in lines:
+            parsed = self._parse(line)
+            if isinstance(parsed, Record):
+                changes.update(parsed.files)
+        return changes
+
     def position(self) -> tuple[int | None, int]:
         """Where this process has read the log up to: the log's inode and the offset in it."""
         return self._inode, self._offset
