@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._errors import (
     CorruptStoreError,
+    InvalidArgumentError,
     InvalidJobError,
     InvalidStateError,
     JobNotFoundError,
@@ -21,6 +22,7 @@ from ._version import __version__
 
 __all__ = [
     "CorruptStoreError",
+    "InvalidArgumentError",
     "InvalidJobError",
     "InvalidStateError",
     "JobNotFoundError",

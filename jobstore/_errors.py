@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 
 
@@ -21,6 +22,25 @@ class InvalidStateError(JobStoreError, ValueError):
         self.state = state
         self.states = tuple(states)
         super().__init__(f"{problem} {state!r}; expected one of: {', '.join(self.states)}")
+
+
+class InvalidArgumentError(JobStoreError, ValueError):
+    """An argument that is not a job field (a lease, a timeout, a setting) has a value it cannot take.
+
+    :param argument: the parameter's name
+    :param value: the value given
+    :param expected: what it must be, as the message says it
+    """
+
+    def __init__(self, argument: str, value: object, expected: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(f"{argument} must be {expected}, not {_short(value)}")
+
+
+def _short(value: object) -> str:
+    """The repr of a value, cut short: a bad argument can be a string of a million characters."""
+    return reprlib.repr(value)
 
 
 class InvalidJobError(JobStoreError, ValueError):

@@ -12,7 +12,7 @@ from typing import Any
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from ._errors import InvalidJobError
+from ._errors import InvalidArgumentError, InvalidJobError
 from ._status import STATES
 
 _SCHEMA_RESOURCE = "schemas/job.schema.json"
@@ -43,27 +43,30 @@ class JobSchema:
 
     :param schema: a JSON Schema for job documents; None for the published one. A custom schema
         must describe the seven published fields and keep the status enum.
-    :raises ValueError: when the schema is not a valid JSON Schema or drops a published field
+    :raises InvalidArgumentError: (a ValueError) when the schema is not a valid JSON Schema, or
+        drops a published field
     """
 
     def __init__(self, schema: Mapping[str, Any] | None = None) -> None:
+        if schema is not None and not isinstance(schema, Mapping):
+            raise InvalidArgumentError("schema", schema, "a JSON Schema (a dict) or None")
         document = published_schema() if schema is None else copy.deepcopy(dict(schema))
         validator_class = validators.validator_for(document)
         try:
             validator_class.check_schema(document)
         except SchemaError as error:
-            raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+            raise InvalidArgumentError("schema", schema, f"a valid JSON Schema ({error.message})") from None
         properties = document.get("properties")
         if not isinstance(properties, Mapping):
-            raise ValueError("a job schema needs a 'properties' object")
+            raise InvalidArgumentError("schema", schema, "a job schema with a 'properties' object")
         published = published_schema()["properties"] if schema is not None else properties
         missing = [name for name in published if name not in properties]
         if missing:
-            raise ValueError(f"a job schema must describe the published fields; missing: {', '.join(missing)}")
+            raise InvalidArgumentError("schema", schema, f"a job schema describing every published field (missing: {', '.join(missing)})")
         states = [state.value for state in STATES]
         status = properties["status"]
         if not isinstance(status, Mapping) or status.get("enum") != states:
-            raise ValueError(f"the 'status' field must keep the enum {states}")
+            raise InvalidArgumentError("schema", schema, f"a job schema whose 'status' field keeps the enum {states}")
         self.document: dict[str, Any] = document
         self._properties: Mapping[str, Any] = properties
         self._validator = validator_class(document)

@@ -7,13 +7,13 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._engine import Batch, Document, Engine, Session, StoreProblem
 from . import _lifecycle as lifecycle
-from ._errors import InvalidJobError, InvalidStateError, JobNotFoundError, WaitTimeout
+from ._errors import InvalidArgumentError, InvalidJobError, InvalidStateError, JobNotFoundError, WaitTimeout
 from ._files import check_storable
 from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
 from ._schema import JobSchema
@@ -49,17 +49,34 @@ def job_id_of(job_id: object) -> str:
     raise InvalidJobError(job_id, [("id", "a job id is a non-empty string or an int")])
 
 
-def _seconds(value: float | datetime.timedelta) -> float:
-    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise ValueError(f"older_than must be a non-negative number of seconds or a timedelta, not {value!r}")
-    return float(seconds)
+#: Ten thousand years: longer spans overflow the clock's arithmetic, and no wait needs them.
+_LONGEST = 10_000 * 365.25 * 86_400
 
 
-def _lease(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
-        raise ValueError(f"a lease is a positive number of seconds, not {value!r}")
-    return float(value)
+def seconds(argument: str, value: object, *, positive: bool = False, timedelta: bool = False) -> float:
+    """Return a span of seconds given as an argument, checked: a finite number, not a bool.
+
+    :param positive: zero is refused too
+    :param timedelta: a :class:`datetime.timedelta` is accepted as well
+    :raises InvalidArgumentError: naming the argument, for anything else
+    """
+    span = value.total_seconds() if timedelta and isinstance(value, datetime.timedelta) else value
+    if (
+        isinstance(span, bool)
+        or not isinstance(span, (int, float))
+        or not ((span > 0) if positive else (span >= 0))  # NaN fails here too
+        or not span <= _LONGEST
+    ):
+        expected = f"a {'positive' if positive else 'non-negative'} number of seconds"
+        raise InvalidArgumentError(argument, value, expected + (" or a timedelta" if timedelta else ""))
+    return float(span)
+
+
+def count(argument: str, value: object, minimum: int) -> int:
+    """Return a count given as an argument, checked: an int (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgumentError(argument, value, f"an int of at least {minimum}")
+    return value
 
 
 def _fields(job_id: object, data: object, what: str) -> dict[str, Any]:
@@ -101,10 +118,15 @@ class JobStore:
         lease: float = 300.0,
         max_attempts: int = 3,
     ) -> None:
-        self.lease = _lease(lease)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int of at least 1, not {max_attempts!r}")
-        self.max_attempts = max_attempts
+        self.lease = seconds("lease", lease, positive=True)
+        self.max_attempts = count("max_attempts", max_attempts, 1)
+        if not isinstance(durable, bool):
+            raise InvalidArgumentError("durable", durable, "True or False")
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout != lock_timeout:
+            raise InvalidArgumentError("lock_timeout", lock_timeout, "a number of seconds (negative: wait for ever)")
+        count("segment_size", segment_size, 1)
+        if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b"") or "\0" in str(os.fspath(path)):
+            raise InvalidArgumentError("path", path, "a directory path")
         self.path = Path(path)
         self.schema = JobSchema(schema)
         self._engine: Engine = TinyDBEngine(
@@ -132,12 +154,30 @@ class JobStore:
             return copy_json(result)
 
     def _check(self, document: Document) -> None:
-        self.schema.validate(document)
+        try:
+            self.schema.validate(document)
+        except TypeError as error:
+            # jsonschema compared a value no JSON holds (a complex number, say): name it if so.
+            unchecked: TypeError | None = error
+        else:
+            unchecked = None
         try:
             check_storable(document)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError):
             # Values the schema may let through (NaN, lone surrogates, non-JSON objects) that no JSON file can hold.
-            raise InvalidJobError(document.get("id"), [(None, f"not storable as JSON: {error}")]) from None
+            raise InvalidJobError(document.get("id"), list(self._unstorable(document))) from None
+        if unchecked is not None:
+            raise InvalidJobError(document.get("id"), [(None, f"could not be checked against the schema: {unchecked}")])
+
+    @staticmethod
+    def _unstorable(document: Document) -> Iterator[tuple[str | None, str]]:
+        for name, value in document.items():
+            try:
+                check_storable(value)
+            except (TypeError, ValueError) as error:
+                yield name, f"not storable as JSON: {error}"
+        if any(not isinstance(name, str) for name in document):
+            yield None, "not storable as JSON: field names are strings"
 
     def _new_job(self, job_id: str, state: JobStatus, fields: Mapping[str, Any]) -> Document:
         return {**self.schema.defaults(), **fields, "id": job_id, "status": state.value}
@@ -166,6 +206,8 @@ class JobStore:
         :returns: the stored documents, in the order of ``specs``
         :raises InvalidJobError: naming the first spec at fault (by its index); nothing is written
         """
+        if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
+            raise InvalidArgumentError("specs", specs, "a list of dicts of job fields")
         jobs = []
         for index, spec in enumerate(specs):
             fields = _fields(f"#{index}", spec, f"spec #{index}")
@@ -276,12 +318,13 @@ class JobStore:
         if target not in HISTORY_STATES:
             raise InvalidStateError(state, [s.value for s in HISTORY_STATES], "cannot purge jobs in the state")
         if older_than is None and keep_last is None:
-            raise ValueError("purge_jobs needs older_than, keep_last, or both")
+            raise InvalidArgumentError("older_than", None, "a number of seconds or a timedelta when keep_last is None")
         cutoff = None
         if older_than is not None:
-            cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=_seconds(older_than))
-        if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0):
-            raise ValueError(f"keep_last must be a non-negative int, not {keep_last!r}")
+            age = seconds("older_than", older_than, timedelta=True)
+            cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=age)
+        if keep_last is not None:
+            count("keep_last", keep_last, 0)
 
         def purge(session: Session, batch: Batch) -> int:
             jobs = session.jobs(target)
@@ -309,8 +352,8 @@ class JobStore:
         if worker is None:
             worker = f"{socket.gethostname()}:{os.getpid()}"
         elif not isinstance(worker, str) or not worker:
-            raise ValueError(f"a worker is named by a non-empty string, not {worker!r}")
-        operation = lifecycle.claim(worker, self.lease if lease is None else _lease(lease), self.max_attempts)
+            raise InvalidArgumentError("worker", worker, "a non-empty string")
+        operation = lifecycle.claim(worker, self.lease if lease is None else seconds("lease", lease, positive=True), self.max_attempts)
         return self._transact(operation)
 
     def heartbeat(self, job_id: str | int, lease: float | None = None, worker: str | None = None) -> Document:
@@ -321,7 +364,8 @@ class JobStore:
         :raises JobStateError: when the job is not running, or another worker holds it
         """
         job_id = job_id_of(job_id)
-        return self._transact(lifecycle.heartbeat(job_id, self.lease if lease is None else _lease(lease), worker))
+        lease = self.lease if lease is None else seconds("lease", lease, positive=True)
+        return self._transact(lifecycle.heartbeat(job_id, lease, worker))
 
     def requeue_expired_jobs(self) -> list[str]:
         """Recover running jobs whose lease expired: back to pending, or to error after ``max_attempts`` claims.
@@ -387,6 +431,9 @@ class JobStore:
         :raises JobNotFoundError: when the job is not, or no longer, in the store
         """
         job_id = job_id_of(job.get("id") if isinstance(job, Mapping) else job)
+        if timeout is not None:
+            timeout = seconds("timeout", timeout)
+        interval = seconds("interval", interval, positive=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         token: object = ()
         looked = 0.0

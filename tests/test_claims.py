@@ -45,7 +45,7 @@ def test_a_claim_without_a_worker_names_this_process(store):
 @pytest.mark.parametrize("lease", [0, -1, "10", True, float("nan")])
 def test_a_bad_lease_is_refused(store, lease):
     store.create_job("j")
-    with pytest.raises(ValueError, match="a lease is a positive number of seconds"):
+    with pytest.raises(ValueError, match="lease must be a positive number of seconds"):
         store.claim_job("w", lease=lease)
     assert store.get_running_jobs() == []
 
@@ -137,5 +137,5 @@ def test_heartbeat_renews_only_a_running_job_of_its_worker(store):
 def test_store_settings_are_checked(root):
     with pytest.raises(ValueError, match="max_attempts must be an int of at least 1"):
         JobStore(root, max_attempts=0)
-    with pytest.raises(ValueError, match="a lease is a positive number"):
+    with pytest.raises(ValueError, match="lease must be a positive number"):
         JobStore(root, lease=0)

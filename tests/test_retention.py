@@ -71,11 +71,11 @@ def test_an_unknown_state_is_refused(store):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "needs older_than, keep_last, or both"),
+        ({}, "older_than must be .* when keep_last is None"),
         ({"older_than": -1}, "older_than must be a non-negative"),
         ({"older_than": "7d"}, "older_than must be a non-negative"),
-        ({"keep_last": -1}, "keep_last must be a non-negative int"),
-        ({"keep_last": 1.5}, "keep_last must be a non-negative int"),
+        ({"keep_last": -1}, "keep_last must be an int of at least 0"),
+        ({"keep_last": 1.5}, "keep_last must be an int of at least 0"),
     ],
 )
 def test_bad_bounds_are_refused(store, kwargs, message):

@@ -1,0 +1,132 @@
+"""Hostile input to every public function: only jobstore's own errors come out, and a failed call changes no byte."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobstore import JobStore, JobStoreError, published_schema
+from jobstore.api import job
+
+EXAMPLES = int(os.environ.get("JOBSTORE_FUZZ_EXAMPLES", "60"))
+STATES = ["idle", "pending", "running", "finished", "error"]
+FIELDS = list(published_schema()["properties"])
+SEEDED = {state[0] + "1": state for state in STATES}  # p1 pending, r1 running, ...
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(st.characters(codec=None, exclude_categories=())),  # lone surrogates too
+)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4), max_leaves=12)
+non_json = st.sampled_from(
+    [object(), {1, 2}, b"bytes", bytearray(b"x"), 1j, decimal.Decimal("1.5"), datetime.datetime(2026, 1, 1), (1, "a"), {1: "int key"}, print]
+)
+huge = st.sampled_from(["x" * 300_000, "é\u0000" * 50_000])
+anything = st.one_of(json_values, non_json, huge)
+ids = st.one_of(
+    st.sampled_from(sorted(SEEDED)),
+    st.sampled_from(["a/b", "../x", ".", "..", "a\x00b", "\x00", " ", "\ud800", "-1", "0", "pending.json", "x" * 5000]),
+    st.text(),
+    st.integers(),
+    anything,
+)
+states = st.one_of(st.sampled_from(STATES), st.sampled_from(["Pending", "done", "", " pending"]), anything)
+field_data = st.one_of(st.dictionaries(st.one_of(st.sampled_from(FIELDS), st.text()), anything, max_size=4), anything)
+texts = st.one_of(st.text(), anything)
+numbers = st.one_of(st.integers(-5, 10), st.floats(-1.0, 1.0), anything)
+short_waits = st.one_of(st.floats(max_value=0.02), st.just(float("nan")), st.integers(max_value=0), non_json, st.text())
+specs = st.one_of(st.lists(st.one_of(st.dictionaries(st.sampled_from(FIELDS), anything, max_size=3), anything), max_size=3), anything)
+
+ARGUMENTS = {
+    "createJob": st.tuples(texts, texts, texts, texts),
+    "createJobs": st.tuples(specs),
+    "getJob": st.tuples(ids, states),
+    "findJob": st.tuples(ids),
+    "setJob": st.tuples(ids, field_data, states),
+    "setJobPending": st.tuples(ids, field_data),
+    "setJobRunning": st.tuples(ids, field_data),
+    "setJobFinished": st.tuples(ids, field_data),
+    "updateJobResult": st.tuples(ids, texts, st.one_of(st.none(), field_data)),
+    "deleteJob": st.tuples(ids),
+    "purgeJobs": st.tuples(states, st.one_of(st.none(), numbers), st.one_of(st.none(), numbers)),
+    "claimJob": st.tuples(st.one_of(st.none(), texts), st.one_of(st.none(), numbers)),
+    "heartbeat": st.tuples(ids, st.one_of(st.none(), numbers)),
+    "requeueExpiredJobs": st.tuples(),
+    "setJobProgress": st.tuples(ids, numbers, st.one_of(st.none(), numbers)),
+    "appendJobMessage": st.tuples(ids, texts),
+    "failJob": st.tuples(ids, texts),
+    "retryJob": st.tuples(ids),
+    "cancelJob": st.tuples(ids),
+    "blockUntilComplete": st.tuples(st.one_of(ids, field_data), short_waits),
+    "getIdleJobs": st.tuples(),
+    "getPendingJobs": st.tuples(),
+    "getRunningJobs": st.tuples(),
+    "getFinishedJobs": st.tuples(),
+    "getErrorJobs": st.tuples(),
+    "getJobs": st.tuples(),
+    "getJobResults": st.tuples(ids),
+    "getJobSchema": st.tuples(),
+}
+
+
+def test_every_public_function_is_fuzzed():
+    assert set(ARGUMENTS) == set(job.__all__) - {"useStore"}
+
+
+def store_bytes(root: Path) -> dict[str, bytes]:
+    """Every file a call could change: the state files and the log."""
+    return {path.name: path.read_bytes() for path in sorted(root.glob("*.json")) + [root / ".jobstore" / "wal"]}
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("hostile") / "store"
+    store = JobStore(root, durable=False)
+    for job_id, state in SEEDED.items():
+        store.set_job(job_id, {"name": job_id}, state)
+    job.useStore(store)
+    yield root
+    job.useStore(None)
+
+
+@pytest.mark.parametrize("function", sorted(ARGUMENTS))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_hostile_arguments_give_only_documented_errors_and_change_nothing(seeded, function, data):
+    arguments = data.draw(ARGUMENTS[function], label="arguments")
+    before = store_bytes(seeded)
+    try:
+        getattr(job, function)(*arguments)
+    except JobStoreError as error:
+        assert str(error), "an error must say what was wrong"
+        assert store_bytes(seeded) == before, f"{function} failed with {error!r} yet changed the store"
+    # Whatever came through, the store is still whole: every document valid, each job in one table.
+    assert JobStore(seeded).check() == []
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(setting=st.sampled_from(["schema", "lock_timeout", "durable", "segment_size", "lease", "max_attempts"]), value=anything)
+def test_hostile_settings_give_only_documented_errors(tmp_path_factory, setting, value):
+    root = tmp_path_factory.mktemp("settings")
+    try:
+        JobStore(root, **{setting: value})
+    except JobStoreError as error:
+        assert setting in str(error)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(value=st.one_of(anything.filter(lambda value: not isinstance(value, str)), st.sampled_from(["", "a\x00b"])))
+def test_a_hostile_store_path_gives_a_documented_error(value):
+    with pytest.raises(JobStoreError, match="path must be a directory path"):
+        JobStore(value)
