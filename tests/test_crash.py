@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import signal
-import time
 
 import pytest
 
 from jobstore import CorruptStoreError, JobStore
 
-from conftest import acks, raw_tables, start_worker
+from conftest import start_worker
+from stress import crash_loop, holders
 
-#: How many kill rounds the loop runs; raise it for a longer soak (JOBSTORE_CRASH_ROUNDS=500).
+#: How many kill rounds the loop runs; `python -m tests.stress --rounds 500` runs a longer soak.
 ROUNDS = int(os.environ.get("JOBSTORE_CRASH_ROUNDS", "12"))
-NEXT_STATE = {"pending": "running", "running": "finished", "finished": "finished"}
-
-
-def holders(root) -> dict[str, list[str]]:
-    """Which tables hold each job id, reading the raw files."""
-    found: dict[str, list[str]] = {}
-    for state, table in raw_tables(root).items():
-        for job_id in table:
-            found.setdefault(job_id, []).append(state)
-    return found
-
-
-def last_write_completed(root) -> bool:
-    """Whether the log's last line says the last write replaced all its files."""
-    lines = (root / ".jobstore" / "wal").read_bytes().splitlines()
-    return lines[-1].startswith((b"applied ", b"jobstore-wal "))
 
 
 def crash(root, point: str, state: str = "running") -> str:
@@ -95,33 +76,6 @@ def test_a_damaged_record_in_the_middle_of_the_log_is_reported_and_kept(root):
     assert log.read_bytes() == damaged
 
 
-def test_killing_writers_at_random_instants_loses_and_doubles_nothing(root):
-    JobStore(root)
-    rng = random.Random(20261122)
-    expected: dict[str, str] = {}
-    for _ in range(ROUNDS):
-        workers = [start_worker(root, "lifecycle", "0") for _ in range(3)]
-        time.sleep(0.3)  # let them import and start writing
-        time.sleep(rng.uniform(0.0, 0.3))
-        for worker in workers:
-            worker.send_signal(signal.SIGKILL)
-        for worker in workers:
-            out, _ = worker.communicate(timeout=60)
-            for job_id, state in acks(out):
-                expected[job_id] = state
-
-        for path in root.glob("*.json"):
-            json.loads(path.read_text(encoding="utf-8"))  # every file parses, even before recovery
-        if last_write_completed(root):
-            assert all(len(states) == 1 for states in holders(root).values())
-
-        store = JobStore(root)  # its first call finishes any half-done move
-        everything = store.get_jobs()
-        found = holders(root)
-        assert all(len(states) == 1 for states in found.values()), "a job is in two tables"
-        assert len(everything) == len(found)
-        for job_id, acked in expected.items():
-            assert job_id in found, f"acknowledged job {job_id} was lost"
-            assert found[job_id][0] in {acked, NEXT_STATE[acked]}, (job_id, acked, found[job_id])
-        assert last_write_completed(root)
-    assert len(expected) > ROUNDS  # the workers got real work done between kills
+def test_killing_writers_and_workers_at_random_instants_loses_and_doubles_nothing(tmp_path):
+    figures = crash_loop(tmp_path / "store", ROUNDS, seed=20261122)
+    assert figures["processes killed"] == 4 * ROUNDS

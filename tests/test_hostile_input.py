@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from jobstore import JobStore, JobStoreError, published_schema
 from jobstore.api import job
 
 EXAMPLES = int(os.environ.get("JOBSTORE_FUZZ_EXAMPLES", "60"))
+#: Calls made per function, for the figures of ``python -m tests.stress``.
+CALLS: Counter[str] = Counter()
 STATES = ["idle", "pending", "running", "finished", "error"]
 FIELDS = list(published_schema()["properties"])
 SEEDED = {state[0] + "1": state for state in STATES}  # p1 pending, r1 running, ...
@@ -106,6 +109,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_hostile_arguments_give_only_documented_errors_and_change_nothing(seeded, function, data):
     arguments = data.draw(ARGUMENTS[function], label="arguments")
     before = store_bytes(seeded)
+    CALLS[function] += 1
     try:
         getattr(job, function)(*arguments)
     except JobStoreError as error:

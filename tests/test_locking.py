@@ -10,6 +10,8 @@ from filelock import FileLock
 
 from jobstore import JobStore, StoreLockTimeout
 
+from conftest import start_worker
+
 
 def test_a_held_lock_times_out_naming_the_lock_file(root):
     store = JobStore(root, lock_timeout=0.2)
@@ -56,3 +58,17 @@ def test_a_thread_holding_a_session_makes_another_thread_wait(root):
 def test_the_lock_file_stays_after_use(store, root):
     store.create_job("n")
     assert (root / ".jobstore" / "lock").exists()
+
+
+def test_a_killed_lock_holder_releases_the_lock(root):
+    store = JobStore(root, lock_timeout=0.5)
+    created = store.create_job("n")
+    holder = start_worker(root, "hold-lock")
+    assert holder.stdout.readline() == "holding\n"
+    with pytest.raises(StoreLockTimeout):
+        store.get_jobs()
+    holder.kill()
+    holder.communicate(timeout=60)
+    # The operating system drops the dead process's lock: the next call gets it at once, nothing lost.
+    assert [job["id"] for job in store.get_jobs()] == [created["id"]]
+    assert store.set_job_running(created["id"])["status"] == "running"

@@ -84,6 +84,36 @@ def drain() -> None:
         ack(claimed["id"], "finished")
 
 
+def serve(lease: str) -> None:
+    """Claim jobs under a lease and finish them, reporting progress, until killed; idle moments poll."""
+    while True:
+        claimed = job.claimJob(f"worker-{os.getpid()}", float(lease))
+        if claimed is None:
+            time.sleep(0.01)
+            continue
+        ack(claimed["id"], "running")
+        job.setJobProgress(claimed["id"], 1, 2)
+        job.updateJobResult(claimed["id"], f"done by {os.getpid()}")
+        ack(claimed["id"], "finished")
+
+
+def mix(seed: str, seconds: str) -> None:
+    """A random mix of every operation, each answer checked against a model (see contention.py)."""
+    from contention import main
+
+    main(sys.argv[1], seed, seconds)
+
+
+def hold_lock() -> None:
+    """Enter an operation, so holding the store lock, say so, and stay there until killed."""
+
+    def stay(session, batch):
+        print("holding", flush=True)
+        time.sleep(3600)
+
+    job._store()._transact(stay)
+
+
 def claim_and_die(lease: str) -> None:
     """Claim one job under a lease, then exit abruptly without finishing it."""
     claimed = job.claimJob(f"worker-{os.getpid()}", float(lease))
@@ -116,6 +146,9 @@ ACTIONS = {
     "set": set_field,
     "die-mid-move": die_mid_move,
     "drain": drain,
+    "serve": serve,
+    "mix": mix,
+    "hold-lock": hold_lock,
     "claim-and-die": claim_and_die,
     "claim-and-beat": claim_and_beat,
     "finish-later": finish_later,
