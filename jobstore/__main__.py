@@ -1,0 +1,7 @@
+"""``python -m jobstore``: the jobstore command."""
+
+from __future__ import annotations
+
+from .cli import main
+
+main()

@@ -1,0 +1,275 @@
+"""The ``jobstore`` command: each subcommand is one JobStore call, shown for a person or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .._errors import JobNotFoundError, JobStoreError, WaitTimeout
+from .._lifecycle import FINAL_STATES
+from .._status import STATES, JobStatus
+from .._store import JobStore
+from .._version import __version__
+from ._render import job_detail, job_table, parse_duration, statistics, statistics_table
+
+#: Exit statuses beyond 0: 1 for an error (or, for ``wait``, a job that ended in error), 2 for
+#: a bad command line (or, for ``wait``, a timeout), 130 when interrupted.
+FAILED, TIMED_OUT, INTERRUPTED = 1, 2, 130
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+class Opener:
+    """The store the command was pointed at, opened on first use: only ``create`` makes a new one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self, create: bool = False) -> JobStore:
+        if not (self.path / ".jobstore").is_dir():
+            if not create:
+                raise click.ClickException(f"no job store at {self.path} (give --store PATH or set JOBSTORE_PATH)")
+            if self.path.is_dir() and any(self.path.iterdir()):
+                # Never scatter a store's files among someone else's (the default ./jobstore may be a source tree).
+                raise click.ClickException(f"{self.path} is a directory of other files, not a job store")
+        return JobStore(self.path)
+
+
+def store(context: click.Context, create: bool = False) -> JobStore:
+    opener: Opener = context.find_object(Opener)
+    return opener.open(create)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def duration(context: click.Context, parameter: click.Parameter, value: str | None) -> float | None:
+    """A click callback: a duration option's seconds."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    "path",
+    envvar="JOBSTORE_PATH",
+    default="jobstore",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The store's directory; JOBSTORE_PATH when not given.",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="jobstore")
+@click.pass_context
+def cli(context: click.Context, path: Path) -> None:
+    """Inspect and steer a jobstore store: its jobs are plain JSON files in one directory."""
+    context.obj = Opener(path)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--user", default="", help="Who submits it.")
+@click.option("--request", default="", help="What the job is to do.")
+@click.pass_context
+def create(context: click.Context, name: str, user: str, request: str) -> None:
+    """Submit a pending job (making the store if needed); print its id."""
+    click.echo(store(context, create=True).create_job(name, user, request)["id"])
+
+
+@cli.command("list")
+@click.option("--state", type=click.Choice([state.value for state in STATES]), help="Only the jobs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the documents.")
+@click.pass_context
+def list_jobs(context: click.Context, state: str | None, as_json: bool) -> None:
+    """List the jobs, state by state, each state's in the order they entered it."""
+    jobs = store(context).get_jobs(state)
+    if as_json:
+        print_json(jobs)
+    elif jobs:
+        out.print(job_table(jobs))
+    else:
+        click.echo(f"no jobs{f' in {state}' if state else ''}")
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
+@click.pass_context
+def show(context: click.Context, job_id: str, as_json: bool) -> None:
+    """Show one job: every field, its messages and its history."""
+    job, _ = store(context).find_job(job_id)
+    if job is None:
+        raise JobNotFoundError(job_id)
+    if as_json:
+        print_json(job)
+    else:
+        out.print(job_detail(job))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_context
+def stats(context: click.Context, as_json: bool) -> None:
+    """Count the jobs in each state; the oldest pending job's age; jobs finished in the last hour."""
+    figures = statistics(store(context).get_jobs())
+    if as_json:
+        print_json(figures)
+    else:
+        out.print(statistics_table(figures))
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 2).")
+@click.pass_context
+def wait(context: click.Context, job_id: str, timeout: float | None) -> int:
+    """Follow a job's progress until it ends: exit 0 when finished, 1 in error, 2 on timeout."""
+    jobs = store(context)
+    if jobs.find_job(job_id)[0] is None:
+        raise JobNotFoundError(job_id)  # before the bar is drawn, so the error stays one line
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(job_id, total=None, status="")
+        while True:
+            job, state = jobs.find_job(job_id)
+            if job is None:
+                raise JobNotFoundError(job_id)
+            reported = job.get("progress") or {}
+            bar.update(task, completed=reported.get("completed") or 0, total=reported.get("total"), status=state.value)
+            if state in FINAL_STATES:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                err.print(f"job {job_id} is still {state.value} after {timeout:g} s")
+                return TIMED_OUT
+            try:
+                jobs.block_until_complete(job_id, timeout=0.5 if left is None else min(0.5, left))
+            except WaitTimeout:
+                pass  # look at the progress again
+    if state is JobStatus.FINISHED:
+        click.echo(f"job {job_id} finished")
+        return 0
+    last = (job.get("messages") or "").splitlines()
+    click.echo(f"job {job_id} ended in error{': ' + last[-1] if last else ''}")
+    return FAILED
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def cancel(context: click.Context, job_id: str) -> None:
+    """Cancel a job: one not yet running ends in error; a running one is asked to stop."""
+    job = store(context).cancel_job(job_id)
+    if job["status"] == JobStatus.RUNNING:
+        click.echo(f"job {job_id} is running: asked its worker to stop")
+    else:
+        click.echo(f"job {job_id} canceled")
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def retry(context: click.Context, job_id: str) -> None:
+    """Run a finished or failed job again: back to pending."""
+    store(context).retry_job(job_id)
+    click.echo(f"job {job_id} is pending again")
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def delete(context: click.Context, job_id: str) -> None:
+    """Remove a job from the store."""
+    jobs = store(context)
+    if jobs.find_job(job_id)[0] is None:
+        raise JobNotFoundError(job_id)
+    jobs.delete_job(job_id)
+    click.echo(f"job {job_id} deleted")
+
+
+@cli.command("requeue-expired")
+@click.pass_context
+def requeue_expired(context: click.Context) -> None:
+    """Recover running jobs whose worker's lease expired; print their ids."""
+    recovered = store(context).requeue_expired_jobs()
+    click.echo("\n".join(recovered) if recovered else "no expired claims")
+
+
+@cli.command()
+@click.option("--state", type=click.Choice(["finished", "error"]), default="finished", show_default=True)
+@click.option("--older-than", callback=duration, metavar="AGE", help="Remove jobs last changed longer ago (90s, 15m, 12h, 7d, 2w).")
+@click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="Keep the N jobs that entered the state last.")
+@click.pass_context
+def purge(context: click.Context, state: str, older_than: float | None, keep_last: int | None) -> None:
+    """Remove old finished or error jobs, by age, by count, or both."""
+    if older_than is None and keep_last is None:
+        raise click.UsageError("give --older-than, --keep-last or both")
+    removed = store(context).purge_jobs(state, older_than, keep_last)
+    click.echo(f"purged {removed} {state} job{'s' if removed != 1 else ''}")
+
+
+@cli.command()
+@click.pass_context
+def validate(context: click.Context) -> int:
+    """Check every file and document against the layout and the schema; exit 1 if anything is wrong."""
+    jobs = store(context)
+    problems = jobs.check()
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        err.print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {jobs.path}")
+        return FAILED
+    click.echo(f"{jobs.path}: no problems")
+    return 0
+
+
+@cli.command()
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.pass_context
+def watch(context: click.Context, interval: float) -> None:
+    """A live view of the counts and the running jobs, until Ctrl-C."""
+    jobs = store(context)
+
+    def view() -> Group:
+        everything = jobs.get_jobs()
+        running = [job for job in everything if job.get("status") == JobStatus.RUNNING]
+        return Group(statistics_table(statistics(everything)), job_table(running, title=f"\nrunning ({len(running)})"))
+
+    try:
+        with Live(view(), console=out, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends, not a failure
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command; every error is one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        status = cli.main(args=argv, prog_name="jobstore", standalone_mode=False)
+    except click.ClickException as error:
+        err.print(f"jobstore: {error.format_message()}", markup=False, soft_wrap=True)
+        status = error.exit_code
+    except (JobStoreError, OSError) as error:
+        err.print(f"jobstore: {error}", markup=False, soft_wrap=True)
+        status = FAILED
+    except (KeyboardInterrupt, click.Abort):
+        status = INTERRUPTED
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,148 @@
+"""How the command shows jobs to a person: ages, progress, tables, one job in full, the counts."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .._lifecycle import parse_time, utc_now
+from .._status import STATES, JobStatus
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration written ``90``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``.
+
+    :raises ValueError: naming the text, for anything else
+    """
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 12h, 7d or 2w")
+    return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def age(moment: object, now: datetime.datetime | None = None) -> str:
+    """How long ago a timestamp jobstore wrote was, in its largest unit: ``42s``, ``5m``, ``3h``, ``2d``."""
+    then = parse_time(moment)
+    if then is None:
+        return "-"
+    return span(((now or utc_now()) - then).total_seconds())
+
+
+def span(seconds: float) -> str:
+    """A number of seconds in its largest unit, rounded down: ``42s``, ``5m``, ``3h``, ``2d``."""
+    seconds = max(seconds, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def progress(job: Mapping[str, Any]) -> str:
+    """The job's progress as ``3/10`` (or ``3`` without a total); empty when it reported none."""
+    reported = job.get("progress")
+    if not isinstance(reported, Mapping):
+        return ""
+    completed, total = reported.get("completed"), reported.get("total")
+    return f"{completed}/{total}" if total is not None else f"{completed}"
+
+
+def job_table(jobs: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
+    """The jobs as rows of id, name, user, status, progress and age (since they were submitted)."""
+    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for name in ("name", "user", "status", "progress"):
+        table.add_column(name, overflow="fold")
+    table.add_column("age", justify="right", no_wrap=True)
+    now = utc_now()
+    for job in jobs:
+        table.add_row(
+            str(job.get("id", "")),
+            str(job.get("name", "")),
+            str(job.get("user", "")),
+            str(job.get("status", "")),
+            progress(job),
+            age(job.get("createdAt"), now),
+        )
+    return table
+
+
+def job_detail(job: Mapping[str, Any]) -> Group:
+    """One job in full: each field on its own line, then its messages and its history, one line each."""
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column(overflow="fold")
+    shown_apart = ("messages", "history")
+    for name, value in job.items():
+        if name in shown_apart:
+            continue
+        if name == "progress":
+            value = progress(job)
+        elif name in ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt"):
+            value = f"{value} ({age(value)} ago)" if parse_time(value) and parse_time(value) <= utc_now() else value
+        fields.add_row(name, value if isinstance(value, str) else repr(value))
+    parts: list[Any] = [fields]
+    messages = job.get("messages")
+    if isinstance(messages, str) and messages:
+        parts += [Text("\nmessages", style="bold"), *(Text(f"  {line}") for line in messages.splitlines())]
+    history = job.get("history")
+    if isinstance(history, list) and history:
+        parts.append(Text("\nhistory", style="bold"))
+        parts += [Text(f"  {entry.get('at', '?')}  {entry.get('status', '?')}") for entry in history if isinstance(entry, Mapping)]
+    return Group(*parts)
+
+
+def entered(job: Mapping[str, Any]) -> datetime.datetime | None:
+    """When the job entered its current state: its history's last entry, else when it was created."""
+    history = job.get("history")
+    if isinstance(history, list) and history and isinstance(history[-1], Mapping):
+        return parse_time(history[-1].get("at"))
+    return parse_time(job.get("createdAt"))
+
+
+def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts per state (every state, zeros included), the total, the oldest pending job's age in
+    seconds (None when none waits) and how many jobs finished in the last hour."""
+    now = utc_now()
+    counts = {state.value: 0 for state in STATES}
+    oldest: datetime.datetime | None = None
+    recent = 0
+    for job in jobs:
+        status = job.get("status")
+        counts[status] = counts.get(status, 0) + 1
+        if status == JobStatus.PENDING:
+            since = entered(job)
+            if since is not None and (oldest is None or since < oldest):
+                oldest = since
+        finished = parse_time(job.get("finishedAt"))
+        if status == JobStatus.FINISHED and finished is not None and (now - finished).total_seconds() <= 3600:
+            recent += 1
+    return {
+        **counts,
+        "total": sum(counts.values()),
+        "oldestPendingSeconds": None if oldest is None else round((now - oldest).total_seconds(), 3),
+        "finishedLastHour": recent,
+    }
+
+
+def statistics_table(stats: Mapping[str, Any]) -> Table:
+    """The counts of :func:`statistics` for a person."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for state in STATES:
+        table.add_row(state.value, str(stats[state.value]))
+    table.add_row("total", str(stats["total"]))
+    oldest = stats["oldestPendingSeconds"]
+    table.add_row("oldest pending", "-" if oldest is None else span(oldest))
+    table.add_row("finished in the last hour", str(stats["finishedLastHour"]))
+    return table
+

@@ -1,0 +1,210 @@
+"""The jobstore command, run as the installed console script in a process of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobstore import JobStore
+
+from conftest import start_worker
+
+SCRIPT = Path(sys.executable).with_name("jobstore")
+STATES = ["idle", "pending", "running", "finished", "error"]
+
+
+@pytest.fixture
+def jobstore(root: Path, tmp_path: Path):
+    """Run ``jobstore --store ROOT ARGS``; return the finished process (text stdout and stderr)."""
+    assert SCRIPT.exists(), "the jobstore console script is missing: pip install -e '.[test]'"
+
+    def run(*args: str, store: Path | None = root, timeout: float = 60, **options) -> subprocess.CompletedProcess[str]:
+        command = [str(SCRIPT), *(["--store", str(store)] if store else []), *args]
+        environment = {**os.environ, "COLUMNS": "200", **options.pop("env", {})}
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=tmp_path, **options)
+
+    return run
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    """The command failed with ``code`` and said why in one line naming ``words``, no traceback."""
+    assert done.returncode == code, done
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("jobstore: "), done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
+    assert done.stdout == ""
+
+
+def test_create_prints_the_id_of_a_new_pending_job(jobstore, root):
+    done = jobstore("create", "resize", "--user", "ann", "--request", "cat.png")
+    assert done.returncode == 0, done.stderr
+    job, state = JobStore(root).find_job(done.stdout.strip())
+    assert (state, job["name"], job["user"], job["request"]) == ("pending", "resize", "ann", "cat.png")
+
+
+def test_list_shows_a_table_and_json(jobstore, store):
+    first = store.create_job("resize", "ann")
+    store.set_job("b", {"name": "thumbs", "user": "bob", "progress": {"completed": 3, "total": 10}}, "running")
+    table = jobstore("list").stdout.splitlines()
+    assert table[0].split() == ["id", "name", "user", "status", "progress", "age"]
+    assert table[1].split() == [first["id"], "resize", "ann", "pending", "0s"]
+    assert table[2].split() == ["b", "thumbs", "bob", "running", "3/10", "0s"]
+    assert json.loads(jobstore("list", "--json").stdout) == store.get_jobs()
+    assert json.loads(jobstore("list", "--state", "running", "--json").stdout) == store.get_running_jobs()
+    assert jobstore("list", "--state", "error").stdout == "no jobs in error\n"
+
+
+def test_a_bad_state_is_one_line_naming_it(jobstore, store):
+    one_line_error(jobstore("list", "--state", "paused"), 2, "'paused'", "--state")
+
+
+def test_show_gives_every_field_messages_and_history(jobstore, store):
+    job = store.create_job("resize", "ann", "cat.png")
+    store.set_job_running(job["id"])
+    store.append_job_message(job["id"], "first line")
+    store.append_job_message(job["id"], "second line")
+    shown = jobstore("show", job["id"]).stdout
+    for field in ("id", "name", "user", "request", "status", "createdAt"):
+        assert any(line.split()[:1] == [field] for line in shown.splitlines()), field
+    assert "  first line\n  second line\n" in shown
+    history = shown[shown.index("history") :].splitlines()[1:]
+    assert [line.split()[1] for line in history] == ["pending", "running"]
+    assert json.loads(jobstore("show", job["id"], "--json").stdout) == store.find_job(job["id"])[0]
+
+
+def test_an_unknown_id_is_one_line_naming_it(jobstore, store):
+    for command in ("show", "cancel", "retry", "delete", "wait"):
+        one_line_error(jobstore(command, "no-such-job"), 1, "no job with id 'no-such-job'")
+
+
+def test_stats_counts_every_state_zeros_included(jobstore, store):
+    for name in "abc":
+        store.create_job(name)
+    store.update_job_result(store.claim_job("w")["id"], "done")
+    figures = json.loads(jobstore("stats", "--json").stdout)
+    assert {state: figures[state] for state in STATES} == {"idle": 0, "pending": 2, "running": 0, "finished": 1, "error": 0}
+    assert figures["total"] == 3 and figures["finishedLastHour"] == 1 and 0 <= figures["oldestPendingSeconds"] < 60
+    lines = dict(line.rsplit(None, 1) for line in jobstore("stats").stdout.splitlines())
+    assert {state: lines[state] for state in STATES} == {"idle": "0", "pending": "2", "running": "0", "finished": "1", "error": "0"}
+    assert lines["finished in the last hour"] == "1"
+
+
+def test_wait_exits_0_when_the_job_finishes(jobstore, store, root):
+    job = store.create_job("n")
+    worker = start_worker(root, "finish-later", job["id"], "0.5")
+    done = jobstore("wait", job["id"], "--timeout", "30")
+    worker.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"job {job['id']} finished\n"
+
+
+def test_wait_exits_1_when_the_job_fails_and_2_on_timeout(jobstore, store):
+    job = store.create_job("n")
+    done = jobstore("wait", job["id"], "--timeout", "0.3")
+    assert done.returncode == 2 and f"job {job['id']} is still pending after 0.3 s" in done.stderr
+    store.fail_job(job["id"], "out of memory")
+    done = jobstore("wait", job["id"])
+    assert (done.returncode, done.stdout) == (1, f"job {job['id']} ended in error: out of memory\n")
+
+
+def test_wait_follows_the_progress(jobstore, store):
+    job = store.set_job("j", {"progress": {"completed": 7, "total": 9}}, "running")
+    process = subprocess.Popen([str(SCRIPT), "--store", str(store.path), "wait", job["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    store.update_job_result(job["id"], "done")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "7/9" in err
+
+
+def test_cancel_retry_delete(jobstore, store):
+    pending, running = store.create_job("p"), store.set_job("r", {}, "running")
+    assert jobstore("cancel", pending["id"]).stdout == f"job {pending['id']} canceled\n"
+    assert store.find_job(pending["id"])[1] == "error"
+    assert "asked its worker to stop" in jobstore("cancel", "r").stdout
+    assert store.find_job("r")[0]["cancelRequested"] is True
+    assert jobstore("retry", pending["id"]).returncode == 0
+    assert store.find_job(pending["id"])[1] == "pending"
+    one_line_error(jobstore("retry", "r"), 1, "'r'", "running")
+    assert jobstore("delete", "r").stdout == "job r deleted\n"
+    assert store.find_job("r") == (None, None)
+
+
+def test_requeue_expired_and_purge(jobstore, store):
+    claimed = store.create_job("n")
+    store.claim_job("w", lease=0.01)
+    time.sleep(0.05)
+    assert jobstore("requeue-expired").stdout == f"{claimed['id']}\n"
+    assert jobstore("requeue-expired").stdout == "no expired claims\n"
+    for name in "abc":
+        store.set_job(name, {}, "finished")
+    assert jobstore("purge", "--older-than", "7d").stdout == "purged 0 finished jobs\n"
+    assert jobstore("purge", "--state", "finished", "--keep-last", "1").stdout == "purged 2 finished jobs\n"
+    assert [job["id"] for job in store.get_finished_jobs()] == ["c"]
+    one_line_error(jobstore("purge", "--older-than", "7 days"), 2, "'7 days' is not a duration")
+    one_line_error(jobstore("purge"), 2, "--older-than")
+
+
+def test_validate_lists_each_problem_with_file_and_job(jobstore, store, root):
+    store.set_job("7", {}, "finished")
+    assert (jobstore("validate").returncode, jobstore("validate").stdout) == (0, f"{root}: no problems\n")
+    data = json.loads((root / "finished.json").read_text())
+    data["finished"]["7"]["progress"] = "lots"
+    (root / "finished.json").write_text(json.dumps(data))
+    (root / "notes.txt").write_text("mine")
+    done = jobstore("validate")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("finished.json: job '7': field 'progress'") for line in lines), lines
+    assert any(line.startswith("notes.txt:") for line in lines), lines
+    assert "2 problems" in done.stderr
+
+
+def test_a_damaged_file_is_one_line_naming_it(jobstore, store, root):
+    store.create_job("n")
+    (root / "pending.json").write_text('{"pending": {')
+    one_line_error(jobstore("list"), 1, "pending.json")
+
+
+def test_watch_shows_counts_and_running_jobs_until_interrupted(store):
+    store.set_job("busy", {"name": "crunch"}, "running")
+    watcher = subprocess.Popen([str(SCRIPT), "--store", str(store.path), "watch", "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    watcher.send_signal(signal.SIGINT)
+    out, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, err
+    assert "running (1)" in out and "crunch" in out
+    assert any(line.split() == ["running", "1"] for line in out.splitlines())
+
+
+def test_the_store_comes_from_jobstore_path_else_the_current_directory(jobstore, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    done = jobstore("create", "n", store=None, env={"JOBSTORE_PATH": str(elsewhere)})
+    assert JobStore(elsewhere).find_job(done.stdout.strip())[1] == "pending"
+    done = jobstore("create", "m", store=None)
+    assert JobStore(tmp_path / "jobstore").find_job(done.stdout.strip())[1] == "pending"
+
+
+def test_no_store_is_made_by_reading_nor_among_other_files(jobstore, tmp_path):
+    one_line_error(jobstore("list", store=tmp_path / "typo"), 1, "no job store at", "typo")
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("")
+    one_line_error(jobstore("create", "n", store=tmp_path / "src"), 1, "not a job store")
+    assert sorted(path.name for path in (tmp_path / "src").iterdir()) == ["main.py"]
+
+
+def test_python_dash_m_jobstore_is_the_same_command(root, store):
+    store.create_job("n")
+    done = subprocess.run([sys.executable, "-m", "jobstore", "--store", str(root), "stats", "--json"], capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout)["pending"] == 1
+
+
+def test_workers_importing_the_api_load_neither_click_nor_rich():
+    code = "import sys, jobstore.api.job; print(sorted({m.split('.')[0] for m in sys.modules} & {'click', 'rich'}))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
