@@ -152,7 +152,7 @@ def test_requeue_expired_and_purge(jobstore, store):
 
 def test_validate_lists_each_problem_with_file_and_job(jobstore, store, root):
     store.set_job("7", {}, "finished")
-    assert (jobstore("validate").returncode, jobstore("validate").stdout) == (0, f"{root}: no problems\n")
+    assert (jobstore("validate").returncode, jobstore("validate").stdout) == (0, f"no problems in {root}\n")
     data = json.loads((root / "finished.json").read_text())
     data["finished"]["7"]["progress"] = "lots"
     (root / "finished.json").write_text(json.dumps(data))
@@ -163,6 +163,13 @@ def test_validate_lists_each_problem_with_file_and_job(jobstore, store, root):
     assert any(line.startswith("finished.json: job '7': field 'progress'") for line in lines), lines
     assert any(line.startswith("notes.txt:") for line in lines), lines
     assert "2 problems" in done.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_complaint(store):
+    store.create_jobs([{"name": f"job {number}"} for number in range(3000)])
+    pipeline = f"'{SCRIPT}' --store '{store.path}' list --json | head -c 10"
+    done = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
+    assert (done.stdout, done.stderr) == ("[\n  {\n    ", "")
 
 
 def test_a_damaged_file_is_one_line_naming_it(jobstore, store, root):

@@ -118,7 +118,7 @@ def show(context: click.Context, job_id: str, as_json: bool) -> None:
     if as_json:
         print_json(job)
     else:
-        out.print(job_detail(job))
+        click.echo(job_detail(job))
 
 
 @cli.command()
@@ -235,7 +235,7 @@ def validate(context: click.Context) -> int:
     if problems:
         err.print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {jobs.path}")
         return FAILED
-    click.echo(f"{jobs.path}: no problems")
+    click.echo(f"no problems in {jobs.path}")
     return 0
 
 

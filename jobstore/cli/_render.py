@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rich.console import Group
 from rich.table import Table
-from rich.text import Text
 
 from .._lifecycle import parse_time, utc_now
 from .._status import STATES, JobStatus
 
+_TIMES = ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 
@@ -75,29 +75,29 @@ def job_table(jobs: Iterable[Mapping[str, Any]], title: str | None = None) -> Ta
     return table
 
 
-def job_detail(job: Mapping[str, Any]) -> Group:
+def job_detail(job: Mapping[str, Any]) -> str:
     """One job in full: each field on its own line, then its messages and its history, one line each."""
-    fields = Table.grid(padding=(0, 2))
-    fields.add_column(style="bold")
-    fields.add_column(overflow="fold")
-    shown_apart = ("messages", "history")
+    now = utc_now()
+    rows = []
     for name, value in job.items():
-        if name in shown_apart:
+        if name in ("messages", "history"):
             continue
         if name == "progress":
             value = progress(job)
-        elif name in ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt"):
-            value = f"{value} ({age(value)} ago)" if parse_time(value) and parse_time(value) <= utc_now() else value
-        fields.add_row(name, value if isinstance(value, str) else repr(value))
-    parts: list[Any] = [fields]
+        elif name in _TIMES and (moment := parse_time(value)) is not None:
+            value = f"{value} ({age(value, now)} ago)" if moment <= now else f"{value} (in {span((moment - now).total_seconds())})"
+        rows.append((name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)))
+    width = max((len(name) for name, _ in rows), default=0)
+    # A value of several lines keeps its later lines under its first.
+    lines = [f"{name:<{width}}  {value}".rstrip().replace("\n", "\n" + " " * (width + 2)) for name, value in rows]
     messages = job.get("messages")
     if isinstance(messages, str) and messages:
-        parts += [Text("\nmessages", style="bold"), *(Text(f"  {line}") for line in messages.splitlines())]
+        lines += ["", "messages", *(f"  {line}" for line in messages.splitlines())]
     history = job.get("history")
     if isinstance(history, list) and history:
-        parts.append(Text("\nhistory", style="bold"))
-        parts += [Text(f"  {entry.get('at', '?')}  {entry.get('status', '?')}") for entry in history if isinstance(entry, Mapping)]
-    return Group(*parts)
+        lines += ["", "history"]
+        lines += [f"  {entry.get('at', '?')}  {entry.get('status', '?')}" for entry in history if isinstance(entry, Mapping)]
+    return "\n".join(lines)
 
 
 def entered(job: Mapping[str, Any]) -> datetime.datetime | None:
