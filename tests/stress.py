@@ -99,15 +99,23 @@ def settle(root: Path) -> None:
     assert store.check() == []
 
 
-def crash_loop(root: Path, rounds: int, seed: int) -> dict[str, int]:
-    """Run ``rounds`` crash rounds on one store, then settle it; return the figures."""
-    JobStore(root)
+def crash_loop(root: Path, rounds: int, seed: int, per_store: int = 25, report: bool = False) -> dict[str, int]:
+    """Run ``rounds`` crash rounds, ``per_store`` on each new store (each check reads the whole
+    store, so rounds on one store would slow down as it grows), settling each; return the figures."""
     rng = random.Random(seed)
-    acked: dict[str, str] = {}
-    killed = sum(crash_round(root, rng, acked) for _ in range(rounds))
-    settle(root)
-    assert len(acked) > rounds, "the processes got too little done between kills"
-    return {"rounds": rounds, "processes killed": killed, "jobs acknowledged": len(acked)}
+    killed = acknowledged = 0
+    for first in range(0, rounds, per_store):
+        store_root = root / f"store-{first // per_store + 1}"
+        JobStore(store_root)
+        acked: dict[str, str] = {}
+        count = min(per_store, rounds - first)
+        killed += sum(crash_round(store_root, rng, acked) for _ in range(count))
+        settle(store_root)
+        assert len(acked) > count, "the processes got too little done between kills"
+        acknowledged += len(acked)
+        if report:
+            print(f"  {first + count} of {rounds} crash rounds survived", file=sys.stderr, flush=True)
+    return {"rounds": rounds, "processes killed": killed, "jobs acknowledged": acknowledged}
 
 
 def contend(root: Path, processes: int, seconds: float, seed: int) -> dict[str, int]:
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     report = []
     with tempfile.TemporaryDirectory(prefix="jobstore-stress-") as directory:
         phases = [
-            ("crash loop", lambda: crash_loop(Path(directory) / "crash", options.rounds, options.seed)),
+            ("crash loop", lambda: crash_loop(Path(directory) / "crash", options.rounds, options.seed, report=True)),
             ("contention", lambda: contend(Path(directory) / "contention", options.processes, options.seconds, options.seed)),
             ("fuzzing", lambda: fuzz(options.examples)),
         ]
