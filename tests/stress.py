@@ -41,8 +41,11 @@ def holders(root: Path) -> dict[str, list[str]]:
 
 
 def last_write_completed(root: Path) -> bool:
-    """Whether the log's last line says the last write replaced all its files."""
-    lines = (root / ".jobstore" / "wal").read_bytes().splitlines()
+    """Whether the log's last line says the last write replaced all its files (true of no log: no write yet)."""
+    log = root / ".jobstore" / "wal"
+    if not log.exists():  # killed before any of them wrote: the log is made, whole, with the first write
+        return True
+    lines = log.read_bytes().splitlines()
     return lines[-1].startswith((b"applied ", b"jobstore-wal "))
 
 
