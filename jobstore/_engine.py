@@ -7,7 +7,7 @@ engine lives in ``_tinydb_engine``; a database engine implements the same two pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -81,7 +81,7 @@ class Session(Protocol):
     def find(self, job_id: str) -> tuple[JobStatus, Mapping[str, Any]] | None:
         """Return the state and document of the job, whichever table holds it, or None."""
 
-    def jobs(self, state: JobStatus) -> list[Mapping[str, Any]]:
+    def jobs(self, state: JobStatus) -> Sequence[Mapping[str, Any]]:
         """Return the jobs of ``state``'s table in the order they entered it."""
 
     def first(self, state: JobStatus) -> Mapping[str, Any] | None:

@@ -35,7 +35,8 @@ def _published_text() -> str:
 
 def published_schema() -> dict[str, Any]:
     """Return a fresh copy of the published job schema (``schemas/job.schema.json``)."""
-    return json.loads(_published_text())
+    schema: dict[str, Any] = json.loads(_published_text())
+    return schema
 
 
 class JobSchema:
@@ -122,7 +123,8 @@ class JobSchema:
             allowed = ", ".join(self._properties)
             return [(name, f"unknown field (allowed: {allowed})") for name in document if name not in self._properties]
         if error.validator == "required":
-            return [(name, "required field is missing") for name in error.validator_value if name not in document]
+            required = error.validator_value if isinstance(error.validator_value, list) else []
+            return [(name, "required field is missing") for name in required if name not in document]
         return [(None, error.message)]
 
     def field_table(self) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ._engine import Batch, Document, Engine, Session, StoreProblem
 from . import _lifecycle as lifecycle
@@ -278,7 +278,7 @@ class JobStore:
             _same_id(job_id, start)
 
         def finish(session: Session, batch: Batch) -> Document:
-            base = start
+            base: Mapping[str, Any] | None = start
             if base is None:
                 found = session.find(job_id)
                 if found is None:
@@ -442,13 +442,14 @@ class JobStore:
             if current != token or time.monotonic() - looked >= 1.0:
                 token, looked = current, time.monotonic()
                 found, state = self.find_job(job_id)
-                if found is None:
+                if found is None or state is None:
                     raise JobNotFoundError(job_id)
                 if state in FINAL_STATES:
                     return found
+                status = state  # the first pass always looks, so a timeout can always say where the job was
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise WaitTimeout(job_id, timeout or 0.0, state.value)
+                raise WaitTimeout(job_id, timeout or 0.0, status.value)
             time.sleep(interval if left is None else min(interval, left))
 
     # Reading jobs
@@ -457,7 +458,8 @@ class JobStore:
         """Return the job from ``state``'s table, or None when that table does not hold it."""
         source = JobStatus.parse(state)
         job_id = job_id_of(job_id)
-        return self._transact(lambda session, batch: session.get(source, job_id))
+        # _transact hands back a copy, a plain dict.
+        return cast("Document | None", self._transact(lambda session, batch: session.get(source, job_id)))
 
     def find_job(self, job_id: str | int) -> tuple[Document, JobStatus] | tuple[None, None]:
         """Return ``(job, state)`` from whichever table holds the job, or ``(None, None)``."""
@@ -472,7 +474,8 @@ class JobStore:
     def get_jobs(self, state: str | None = None) -> list[Document]:
         """Return the jobs in ``state`` in the order they entered it; with no state, every job, state by state."""
         states = STATES if state is None else (JobStatus.parse(state),)
-        return self._transact(lambda session, batch: [job for each in states for job in session.jobs(each)])
+        jobs = self._transact(lambda session, batch: [job for each in states for job in session.jobs(each)])
+        return cast("list[Document]", jobs)  # copies, plain dicts
 
     def get_idle_jobs(self) -> list[Document]:
         """The idle jobs, oldest first."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import lock_descriptor, unlock_descriptor
 from tinydb import TinyDB
@@ -145,7 +145,8 @@ class SegmentStorage(Storage):
 class JobTable(Table):
     """A TinyDB table keyed by job id, with no query cache that could answer from stale data."""
 
-    document_id_class = str
+    # TinyDB's types say int: its ids are counters; ours are job ids, and TinyDB supports any class.
+    document_id_class = str  # type: ignore[assignment]
     default_query_cache_capacity = 0
 
     def apply(self, puts: Mapping[str, Document], removes: set[str]) -> None:
@@ -162,10 +163,10 @@ class JobTable(Table):
 
         self._update_table(change)
 
-    def _update_table(self, updater: Callable[[dict[str, Document]], None]) -> None:
+    def _update_table(self, updater: Callable[[dict[str, Document]], None]) -> None:  # type: ignore[override]
         # TinyDB rebuilds the table key by key to turn string ids into ints and back; ids here are
         # strings already, so one copy (the staged table must not alias the committed one) will do.
-        tables = self._storage.read()
+        tables = self._storage.read() or {}
         table = dict(tables.get(self.name, {}))
         updater(table)
         tables[self.name] = table
@@ -177,7 +178,7 @@ class SegmentDatabase(TinyDB):
     """A TinyDB database holding one segment of one state's table."""
 
     table_class = JobTable
-    default_storage_class = SegmentStorage
+    default_storage_class = SegmentStorage  # type: ignore[assignment]  # typed as JSONStorage by TinyDB, used as any Storage
 
 
 class Segment:
@@ -187,11 +188,16 @@ class Segment:
         self.number = number
         self.name = segment_file_name(state, number)
         database = SegmentDatabase(root / self.name, state)
-        self.storage: SegmentStorage = database.storage
-        self.table: JobTable = database.table(state.value)
+        self.storage = cast(SegmentStorage, database.storage)
+        self.table = cast(JobTable, database.table(state.value))
 
     def __len__(self) -> int:
         return len(self.storage.table)
+
+    def document(self, job_id: str) -> TinyDocument | None:
+        """The job's document in this segment, or None."""
+        found = self.table.get(doc_id=job_id)  # type: ignore[call-overload]  # TinyDB types doc ids as int
+        return cast("TinyDocument | None", found)
 
 
 class StateTable:
@@ -247,13 +253,13 @@ class StateTable:
 
     def get(self, job_id: str) -> TinyDocument | None:
         number = self.locate(job_id)
-        return None if number is None else self.segments[number].table.get(doc_id=job_id)
+        return None if number is None else self.segments[number].document(job_id)
 
     def first(self) -> TinyDocument | None:
         for number in list(self.segments):
             segment = self.ensure(number)
             for job_id in segment.storage.table:
-                return segment.table.get(doc_id=job_id)
+                return segment.document(job_id)
         return None
 
     def all(self) -> list[TinyDocument]:

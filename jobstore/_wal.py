@@ -71,15 +71,15 @@ class FileChange:
     def from_json(cls, value: Any) -> FileChange:
         if not isinstance(value, dict) or not isinstance(value.get("state"), str):
             raise ValueError("a file change needs a state")
-        keys = {name: _file_key(value.get(name)) for name in ("before", "after")}
+        before, after = _file_key(value.get("before")), _file_key(value.get("after"))
         if value.get("delete") is True:
-            return cls(value["state"], delete=True, **keys)
+            return cls(value["state"], delete=True, before=before, after=after)
         if isinstance(value.get("image"), dict):
-            return cls(value["state"], image=value["image"], **keys)
+            return cls(value["state"], image=value["image"], before=before, after=after)
         puts, removes = value.get("put"), value.get("remove")
         if not isinstance(puts, dict) or not isinstance(removes, list):
             raise ValueError("a file change needs an image, a delete, or puts and removes")
-        return cls(value["state"], puts=puts, removes=removes, **keys)
+        return cls(value["state"], puts=puts, removes=removes, before=before, after=after)
 
     def applied_to(self, table: dict[str, Any] | None) -> dict[str, Any] | None:
         """Return the file's table after this change, given the table before it (None: no file)."""
@@ -95,7 +95,9 @@ class FileChange:
 
 
 def _file_key(value: Any) -> FileKey | None:
-    return tuple(value) if isinstance(value, list) and len(value) == 4 else None  # type: ignore[return-value]
+    if isinstance(value, list) and len(value) == 4:
+        return (value[0], value[1], value[2], value[3])
+    return None
 
 
 class Record:
@@ -167,7 +169,7 @@ class WriteAheadLog:
             return Catchup()
         if status.st_ino != self._inode:
             self._open(status.st_ino)
-            header = os.pread(self._fd, 4096, 0).split(b"\n", 1)[0]
+            header = os.pread(self._log, 4096, 0).split(b"\n", 1)[0]
             self._offset = len(header) + 1
             records = self._read_records()
             if header != self._header():
@@ -183,10 +185,9 @@ class WriteAheadLog:
 
     def last_changes(self) -> dict[str, FileChange]:
         """Return, by file name, the last change the log records to each file it names since its checkpoint."""
-        assert self._fd is not None
-        header = os.pread(self._fd, 4096, 0).split(b"\n", 1)[0]
+        header = os.pread(self._log, 4096, 0).split(b"\n", 1)[0]
         start = len(header) + 1
-        lines = os.pread(self._fd, os.fstat(self._fd).st_size - start, start).split(b"\n")[:-1]
+        lines = os.pread(self._log, os.fstat(self._log).st_size - start, start).split(b"\n")[:-1]
         changes: dict[str, FileChange] = {}
         for line in lines:
             parsed = self._parse(line)
@@ -211,7 +212,7 @@ class WriteAheadLog:
         try:
             self._write(b"%08x %s\n" % (zlib.crc32(body), body))
             if self.durable:
-                os.fdatasync(self._fd)
+                os.fdatasync(self._log)
         except OSError as error:
             # Not synced means not done: take the record back, so no later session applies it.
             self._cut(start)
@@ -253,6 +254,13 @@ class WriteAheadLog:
         self._offset = len(self._header()) + 1
         self.mentioned = set()
 
+    @property
+    def _log(self) -> int:
+        """The open log's descriptor: every session's :meth:`catch_up` opens the log first."""
+        if self._fd is None:
+            raise RuntimeError("the write-ahead log is used before catch_up opened it")
+        return self._fd
+
     def _open(self, inode: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -269,28 +277,25 @@ class WriteAheadLog:
         self.unapplied = None
 
     def _write(self, data: bytes) -> None:
-        assert self._fd is not None
-        if os.fstat(self._fd).st_size != self._offset:
+        if os.fstat(self._log).st_size != self._offset:
             # Only this process writes while it holds the lock, and it has read up to the offset:
             # more bytes are the remains of its own write that failed and could not be cut off then.
-            os.ftruncate(self._fd, self._offset)
+            os.ftruncate(self._log, self._offset)
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
+            view = view[os.write(self._log, view) :]
         self._offset += len(data)
 
     def _cut(self, offset: int) -> None:
         """Remove the part of a line that failed to be written; a later write retries if this fails too."""
-        assert self._fd is not None
         with suppress(OSError):
-            os.ftruncate(self._fd, offset)
+            os.ftruncate(self._log, offset)
         self._offset = offset
 
     def _read_records(self) -> list[tuple[Record, bool]]:
         """Parse the lines after the offset, cutting off a torn tail. Returns (record, applied) pairs."""
-        assert self._fd is not None
-        size = os.fstat(self._fd).st_size
-        *lines, tail = os.pread(self._fd, size - self._offset, self._offset).split(b"\n")
+        size = os.fstat(self._log).st_size
+        *lines, tail = os.pread(self._log, size - self._offset, self._offset).split(b"\n")
         records: list[tuple[Record, bool]] = []
         position = 0
         for number, line in enumerate(lines):
@@ -313,7 +318,7 @@ class WriteAheadLog:
             # A torn tail: a writer died inside its append, before its write counted. Cut it off
             # (a read-only store cannot, and needs not: nothing is appended there).
             with suppress(OSError):
-                os.ftruncate(self._fd, self._offset + position)
+                os.ftruncate(self._log, self._offset + position)
         self._offset += position
         return records
 

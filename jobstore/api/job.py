@@ -99,7 +99,9 @@ def getJob(jobId: str | int, state: str = "pending") -> dict[str, Any] | None:
 def findJob(jobId: str | int) -> tuple[dict[str, Any], str] | tuple[None, None]:
     """Return ``(job, state)`` from whichever table holds the job, or ``(None, None)``."""
     job, state = _store().find_job(jobId)
-    return (job, state.value) if state is not None else (None, None)
+    if job is None or state is None:
+        return None, None
+    return job, state.value
 
 
 def setJob(jobId: str | int, data: Mapping[str, Any] | None, state: str = "pending") -> dict[str, Any]:

@@ -46,7 +46,7 @@ class Opener:
 
 
 def store(context: click.Context, create: bool = False) -> JobStore:
-    opener: Opener = context.find_object(Opener)
+    opener: Opener = context.obj  # set by the group, inherited by every subcommand's context
     return opener.open(create)
 
 
@@ -148,7 +148,7 @@ def wait(context: click.Context, job_id: str, timeout: float | None) -> int:
         task = bar.add_task(job_id, total=None, status="")
         while True:
             job, state = jobs.find_job(job_id)
-            if job is None:
+            if job is None or state is None:
                 raise JobNotFoundError(job_id)
             reported = job.get("progress") or {}
             bar.update(task, completed=reported.get("completed") or 0, total=reported.get("total"), status=state.value)

@@ -116,7 +116,7 @@ def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     oldest: datetime.datetime | None = None
     recent = 0
     for job in jobs:
-        status = job.get("status")
+        status = str(job.get("status"))
         counts[status] = counts.get(status, 0) + 1
         if status == JobStatus.PENDING:
             since = entered(job)
