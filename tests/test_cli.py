@@ -215,3 +215,10 @@ def test_python_dash_m_jobstore_is_the_same_command(root, store):
 def test_workers_importing_the_api_load_neither_click_nor_rich():
     code = "import sys, jobstore.api.job; print(sorted({m.split('.')[0] for m in sys.modules} & {'click', 'rich'}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_each_job_stays_on_one_line_of_the_listing(jobstore, store):
+    store.create_job("two\nlines", "x" * 100)
+    lines = jobstore("list").stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[1].split()[1:4] == ["two", "lines", "x" * 39 + "…"]

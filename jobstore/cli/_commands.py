@@ -10,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from .._errors import JobNotFoundError, JobStoreError, WaitTimeout
 from .._lifecycle import FINAL_STATES
 from .._status import STATES, JobStatus
 from .._store import JobStore
 from .._version import __version__
-from ._render import job_detail, job_table, parse_duration, statistics, statistics_table
+from ._render import job_detail, job_lines, parse_duration, statistics, statistics_lines
 
 #: Exit statuses beyond 0: 1 for an error (or, for ``wait``, a job that ended in error), 2 for
 #: a bad command line (or, for ``wait``, a timeout), 130 when interrupted.
@@ -101,7 +102,7 @@ def list_jobs(context: click.Context, state: str | None, as_json: bool) -> None:
     if as_json:
         print_json(jobs)
     elif jobs:
-        out.print(job_table(jobs))
+        click.echo("\n".join(job_lines(jobs)))
     else:
         click.echo(f"no jobs{f' in {state}' if state else ''}")
 
@@ -130,7 +131,7 @@ def stats(context: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(figures)
     else:
-        out.print(statistics_table(figures))
+        click.echo("\n".join(statistics_lines(figures)))
 
 
 @cli.command()
@@ -246,10 +247,11 @@ def watch(context: click.Context, interval: float) -> None:
     """A live view of the counts and the running jobs, until Ctrl-C."""
     jobs = store(context)
 
-    def view() -> Group:
+    def view() -> Text:
         everything = jobs.get_jobs()
         running = [job for job in everything if job.get("status") == JobStatus.RUNNING]
-        return Group(statistics_table(statistics(everything)), job_table(running, title=f"\nrunning ({len(running)})"))
+        lines = [*statistics_lines(statistics(everything)), "", f"running ({len(running)})", *job_lines(running)]
+        return Text("\n".join(lines))
 
     try:
         with Live(view(), console=out, auto_refresh=False) as live:

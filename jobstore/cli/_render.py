@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from rich.table import Table
+from rich.cells import cell_len
 
 from .._lifecycle import parse_time, utc_now
 from .._status import STATES, JobStatus
@@ -55,24 +55,38 @@ def progress(job: Mapping[str, Any]) -> str:
     return f"{completed}/{total}" if total is not None else f"{completed}"
 
 
-def job_table(jobs: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
-    """The jobs as rows of id, name, user, status, progress and age (since they were submitted)."""
-    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    for name in ("name", "user", "status", "progress"):
-        table.add_column(name, overflow="fold")
-    table.add_column("age", justify="right", no_wrap=True)
+def aligned(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
+    """Rows of text as lines of aligned columns (those in ``right`` justified right).
+
+    Written out here rather than drawn by a table library: a listing of tens of thousands of
+    jobs must print in a moment, and a table that measures every row first takes seconds.
+    """
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max((cell_len(row[column]) for row in cells), default=0) for column in range(len(cells[0]))] if cells else []
+    lines = []
+    for row in cells:
+        padded = []
+        for column, value in enumerate(row):
+            gap = " " * (widths[column] - cell_len(value))
+            padded.append(gap + value if column in right else value + gap)
+        lines.append("  ".join(padded).rstrip())
+    return lines
+
+
+def _cell(value: str, limit: int = 40) -> str:
+    """A value fit for one cell: on one line, and cut at ``limit`` characters."""
+    flat = " ".join(value.split()) if any(character in value for character in "\n\r\t\v\f") else value
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def job_lines(jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The jobs as a header and a line each: id, name, user, status, progress and age (since submitted)."""
     now = utc_now()
+    rows = [["id", "name", "user", "status", "progress", "age"]]
     for job in jobs:
-        table.add_row(
-            str(job.get("id", "")),
-            str(job.get("name", "")),
-            str(job.get("user", "")),
-            str(job.get("status", "")),
-            progress(job),
-            age(job.get("createdAt"), now),
-        )
-    return table
+        fields = [str(job.get(name, "")) for name in ("id", "name", "user", "status")]
+        rows.append([*fields, progress(job), age(job.get("createdAt"), now)])
+    return aligned(rows, right={5})
 
 
 def job_detail(job: Mapping[str, Any]) -> str:
@@ -133,16 +147,13 @@ def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def statistics_table(stats: Mapping[str, Any]) -> Table:
-    """The counts of :func:`statistics` for a person."""
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for state in STATES:
-        table.add_row(state.value, str(stats[state.value]))
-    table.add_row("total", str(stats["total"]))
+def statistics_lines(stats: Mapping[str, Any]) -> list[str]:
+    """The figures of :func:`statistics` for a person, one per line."""
     oldest = stats["oldestPendingSeconds"]
-    table.add_row("oldest pending", "-" if oldest is None else span(oldest))
-    table.add_row("finished in the last hour", str(stats["finishedLastHour"]))
-    return table
-
+    rows = [
+        *((state.value, str(stats[state.value])) for state in STATES),
+        ("total", str(stats["total"])),
+        ("oldest pending", "-" if oldest is None else span(oldest)),
+        ("finished in the last hour", str(stats["finishedLastHour"])),
+    ]
+    return aligned(rows, right={1})
