@@ -107,7 +107,7 @@ def main() -> None:
     runs = Counter(each["worker"] for each in job.getJobs() if "worker" in each)
     print("jobs per worker: " + ", ".join(f"{name} {count}" for name, count in sorted(runs.items())))
     print(f"every job has ended: {sum(1 for each in job.getJobs() if each['status'] in ('finished', 'error'))} of {len(submitted)}")
-    print(f"look at the files: ls {root}")
+    print(f"look at the files: ls {root}, or the jobs: jobstore --store {root} list")
 
 
 if __name__ == "__main__":
