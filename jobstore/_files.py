@@ -35,6 +35,25 @@ def file_key(path: Path) -> FileKey | None:
         return None
 
 
+def open_writable(path: Path, flags: int, mode: int = 0o666) -> int:
+    """Open ``path`` read-write with ``flags``; on a read-only directory or filesystem, read-only.
+
+    A store there can still be read (flock needs no write access); its writes are refused
+    before they start, with a clear error.
+    """
+    try:
+        return os.open(path, os.O_RDWR | flags, mode)
+    except OSError as error:
+        if not refused_as_read_only(error):
+            raise
+        return os.open(path, os.O_RDONLY)
+
+
+def refused_as_read_only(error: OSError) -> bool:
+    """Whether a write failed because the directory or filesystem is read-only to this process."""
+    return isinstance(error, PermissionError) or error.errno == errno.EROFS
+
+
 def encode(value: Any) -> bytes:
     """Serialize a JSON value the way every store file is written: indented UTF-8, one trailing newline."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)

@@ -35,8 +35,10 @@ from ._files import (
     FileKey,
     encode,
     file_key,
+    open_writable,
     prepare_spare,
     read_json,
+    refused_as_read_only,
     remove_temporary_files,
     swap_in,
     sync_directory,
@@ -370,9 +372,13 @@ class TinyDBEngine:
     @contextmanager
     def session(self) -> Iterator[TinyDBSession]:
         with self._locked():
-            self._fresh.clear()
-            self._recover()
+            self._begin()
             yield TinyDBSession(self)
+
+    def _begin(self) -> None:
+        """Start a session under the lock: forget what was checked last time, complete logged writes."""
+        self._fresh.clear()
+        self._recover()
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -398,17 +404,11 @@ class TinyDBEngine:
         problems: list[StoreProblem] = []
         with self._locked():
             try:
-                self._fresh.clear()
-                self._recover()
+                self._begin()
+                expected = self.wal.last_changes()
             except CorruptStoreError as error:
                 problems.append(self._problem(error))
-                expected: dict[str, FileChange] = {}
-            else:
-                try:
-                    expected = self.wal.last_changes()
-                except CorruptStoreError as error:
-                    problems.append(self._problem(error))
-                    expected = {}
+                expected = {}
             holders: dict[str, str] = {}
             with os.scandir(self.root) as entries:
                 names = sorted(entry.name for entry in entries)
@@ -477,12 +477,10 @@ class TinyDBEngine:
     def _open_lock_file(self) -> int:
         try:
             self.spares.mkdir(parents=True, exist_ok=True)
-            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as error:
-            if not isinstance(error, PermissionError) and error.errno != errno.EROFS:
+            if not refused_as_read_only(error):
                 raise
-            # A store on a read-only directory or filesystem can still be read: flock needs no write access.
-            return os.open(self.lock_path, os.O_RDONLY)
+        return open_writable(self.lock_path, os.O_CREAT)
 
     def table(self, state: JobStatus) -> StateTable:
         """Return the state's table, in line with the files present this session."""
@@ -545,7 +543,7 @@ class TinyDBEngine:
             for segment, _ in touched:
                 segment.storage.staged = None
             if isinstance(error, OSError) and not isinstance(error, JobStoreError):
-                raise StoreWriteError(error.filename or str(self.root), error) from error
+                raise self._write_error(error) from error
             raise
         try:
             # Files that gain jobs first: a person reading the files mid-move sees a job twice, never nowhere.
@@ -672,10 +670,11 @@ class TinyDBEngine:
         except OSError as error:
             if isinstance(error, JobStoreError):
                 raise
-            raise StoreWriteError(
-                error.filename or str(self.root), error,
-                "a write already logged could not be completed; the next operation tries again",
-            ) from error
+            raise self._write_error(error, "a write already logged could not be completed; the next operation tries again") from error
+
+    def _write_error(self, error: OSError, outcome: str = "nothing was changed") -> StoreWriteError:
+        """The operating system's refusal to write, as jobstore reports it: naming the file, saying what became of the write."""
+        return StoreWriteError(error.filename or str(self.root), error, outcome)
 
     def _complete_logged_writes(self) -> None:
         if not self._swept:

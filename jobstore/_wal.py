@@ -16,10 +16,8 @@ Records are single JSON lines behind a CRC-32, so a torn or damaged line is reco
 
 from __future__ import annotations
 
-import errno
 import os
 import zlib
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 import orjson
 
 from ._errors import CorruptStoreError
-from ._files import FileKey, write_atomic
+from ._files import FileKey, open_writable, write_atomic
 
 _MAGIC = b"jobstore-wal 1"
 _APPLIED = b"applied"
@@ -156,6 +154,8 @@ class WriteAheadLog:
         self._inode: int | None = None
         self._offset = 0
         self._seq = 0
+        #: bytes past the offset that a failed write left and that could not be cut off then
+        self._stray = False
         self._boot = boot_id()
         #: a record of this process's whose files it failed to replace (a disk error, say)
         self.unapplied: Record | None = None
@@ -169,7 +169,7 @@ class WriteAheadLog:
             return Catchup()
         if status.st_ino != self._inode:
             self._open(status.st_ino)
-            header = os.pread(self._log, 4096, 0).split(b"\n", 1)[0]
+            header = self._stored_header()
             self._offset = len(header) + 1
             records = self._read_records()
             if header != self._header():
@@ -185,8 +185,7 @@ class WriteAheadLog:
 
     def last_changes(self) -> dict[str, FileChange]:
         """Return, by file name, the last change the log records to each file it names since its checkpoint."""
-        header = os.pread(self._log, 4096, 0).split(b"\n", 1)[0]
-        start = len(header) + 1
+        start = len(self._stored_header()) + 1
         lines = os.pread(self._log, os.fstat(self._log).st_size - start, start).split(b"\n")[:-1]
         changes: dict[str, FileChange] = {}
         for line in lines:
@@ -245,6 +244,10 @@ class WriteAheadLog:
         """Start a new, empty log; the caller has made every file the old one names durable."""
         self._start()
 
+    def _stored_header(self) -> bytes:
+        """The first line of the open log."""
+        return os.pread(self._log, 4096, 0).split(b"\n", 1)[0]
+
     def _header(self) -> bytes:
         return _MAGIC + b" boot=" + (self._boot or f"unknown-{os.getpid()}").encode()
 
@@ -264,33 +267,40 @@ class WriteAheadLog:
     def _open(self, inode: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-        except OSError as error:
-            if not isinstance(error, PermissionError) and error.errno != errno.EROFS:
-                raise
-            self._fd = os.open(self.path, os.O_RDONLY)  # a read-only store: followed, never written
+        self._fd = open_writable(self.path, os.O_APPEND)  # read-only on a read-only store: followed, never written
         self._inode = inode
         self._offset = 0
+        self._stray = False
         self.mentioned = set()
         # A new log means a checkpoint, which first applied every record, this process's too.
         self.unapplied = None
 
     def _write(self, data: bytes) -> None:
-        if os.fstat(self._log).st_size != self._offset:
-            # Only this process writes while it holds the lock, and it has read up to the offset:
-            # more bytes are the remains of its own write that failed and could not be cut off then.
+        if self._stray:
             os.ftruncate(self._log, self._offset)
+            self._stray = False
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._log, view) :]
+        try:
+            while view:
+                view = view[os.write(self._log, view) :]
+        except BaseException:
+            self._stray = True  # part of the line may be written: it is no part of the log
+            raise
         self._offset += len(data)
 
     def _cut(self, offset: int) -> None:
-        """Remove the part of a line that failed to be written; a later write retries if this fails too."""
-        with suppress(OSError):
-            os.ftruncate(self._log, offset)
+        """Remove what lies past ``offset``: a line that failed to be written, or a torn tail.
+
+        Should the disk refuse even this, the next write of this process cuts first; a
+        read-only store never writes, and needs no cut.
+        """
         self._offset = offset
+        try:
+            os.ftruncate(self._log, offset)
+        except OSError:
+            self._stray = True
+        else:
+            self._stray = False
 
     def _read_records(self) -> list[tuple[Record, bool]]:
         """Parse the lines after the offset, cutting off a torn tail. Returns (record, applied) pairs."""
@@ -315,11 +325,10 @@ class WriteAheadLog:
                 self.mentioned.update(parsed.names)
             position += len(line) + 1
         if position < size - self._offset:
-            # A torn tail: a writer died inside its append, before its write counted. Cut it off
-            # (a read-only store cannot, and needs not: nothing is appended there).
-            with suppress(OSError):
-                os.ftruncate(self._log, self._offset + position)
-        self._offset += position
+            # A torn tail: a writer died inside its append, before its write counted. Cut it off.
+            self._cut(self._offset + position)
+        else:
+            self._offset += position
         return records
 
     def _parse(self, line: bytes) -> Record | int | None:

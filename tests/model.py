@@ -7,10 +7,10 @@ process a model of the jobs it alone holds. Both compare what the store answers 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from jobstore import JobNotFoundError, JobStateError
+from jobstore import JobNotFoundError, JobStateError, JobStoreError
 
 STATES = ("idle", "pending", "running", "finished", "error")
 FINAL = ("finished", "error")
@@ -25,6 +25,27 @@ def seen(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if document is None:
         return None
     return {name: document[name] for name in FOLLOWED if name in document}
+
+
+def agree(call: Callable[[], Any], predict: Callable[[], Any], observe: Callable[[], Any]) -> tuple[Any, bool]:
+    """Run ``predict`` on the model and ``call`` on the store: the same answer, or the same error.
+
+    A call the model refuses must raise that error from the store too, and leave what
+    ``observe`` sees as it was. Returns the store's answer (None when refused) and whether it was refused.
+    """
+    try:
+        expected = predict()
+    except JobStoreError as error:
+        before = observe()
+        try:
+            call()
+        except type(error):
+            assert observe() == before, "a failed call changed the store"
+            return None, True
+        raise AssertionError(f"the store did not raise {type(error).__name__}") from None
+    answer = call()
+    assert (seen(answer) if isinstance(answer, dict) else answer) == expected, (seen(answer) if isinstance(answer, dict) else answer, expected)
+    return answer, False
 
 
 def with_message(job: Mapping[str, Any], text: str) -> str:
