@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._status import JobStatus
+from ._watch import ChangeWaiter
 
 Document = dict[str, Any]
 
@@ -99,6 +100,9 @@ class Engine(Protocol):
 
     def check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
         """List every problem of the stored data, changing nothing; ``inspect`` judges one document."""
+
+    def waiter(self) -> ChangeWaiter:
+        """Return a waiter that sleeps until the store may have changed (the caller closes it)."""
 
     def change_token(self) -> Hashable:
         """Return a value that differs once any session has written, without taking the lock.

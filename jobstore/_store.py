@@ -339,7 +339,7 @@ class JobStore:
 
     # Workers
 
-    def claim_job(self, worker: str | None = None, lease: float | None = None) -> Document | None:
+    def claim_job(self, worker: str | None = None, lease: float | None = None, wait: float | None = None) -> Document | None:
         """Take the job that has waited longest in pending, for this worker alone; None when none waits.
 
         Expired claims are recovered first (see :meth:`requeue_expired_jobs`), so no daemon is
@@ -347,6 +347,9 @@ class JobStore:
 
         :param worker: who claims it (stored in ``worker``); by default this host and process id
         :param lease: seconds the claim lasts unless renewed; by default the store's ``lease``
+        :param wait: seconds to block until a job can be claimed; None (or 0) answers at once.
+            The wait sleeps until the store changes (on Linux the kernel wakes it as a job is
+            submitted), and looks once a second in any case, for leases that expire meanwhile
         :returns: the job, now running, with ``attempts`` counted up and ``leaseExpiresAt`` set
         """
         if worker is None:
@@ -354,7 +357,17 @@ class JobStore:
         elif not isinstance(worker, str) or not worker:
             raise InvalidArgumentError("worker", worker, "a non-empty string")
         operation = lifecycle.claim(worker, self.lease if lease is None else seconds("lease", lease, positive=True), self.max_attempts)
-        return self._transact(operation)
+        patience = 0.0 if wait is None else seconds("wait", wait)
+        if not patience:
+            return self._transact(operation)
+        deadline = time.monotonic() + patience
+        with self._engine.waiter() as waiter:
+            while True:
+                claimed = self._transact(operation)
+                left = deadline - time.monotonic()
+                if claimed is not None or left <= 0:
+                    return claimed
+                waiter.wait(min(left, 1.0))
 
     def heartbeat(self, job_id: str | int, lease: float | None = None, worker: str | None = None) -> Document:
         """Renew the lease of a running job; the returned job tells its worker whether to stop (``cancelRequested``).
@@ -420,13 +433,14 @@ class JobStore:
     ) -> Document:
         """Wait for the job to end (finished or error) and return it.
 
-        Between looks it checks only the engine's change token (a stat of the log and the
-        directory), so a wait costs no parsing and takes no lock while nothing is written; it
-        still looks once a second, for files changed by hand.
+        Between looks it sleeps until the store changes (on Linux the kernel wakes it at each
+        write; elsewhere it polls the engine's change token every ``interval``), so a wait costs
+        no parsing and takes no lock while nothing is written; it still looks once a second, for
+        files changed by hand.
 
         :param job: the job or its id
         :param timeout: seconds to wait at most; None waits for ever
-        :param interval: seconds between checks of the change token
+        :param interval: seconds between checks of the change token, where the kernel cannot wake the wait
         :raises WaitTimeout: (a TimeoutError) when the time runs out
         :raises JobNotFoundError: when the job is not, or no longer, in the store
         """
@@ -435,22 +449,18 @@ class JobStore:
             timeout = seconds("timeout", timeout)
         interval = seconds("interval", interval, positive=True)
         deadline = None if timeout is None else time.monotonic() + timeout
-        token: object = ()
-        looked = 0.0
-        while True:
-            current = self._engine.change_token()
-            if current != token or time.monotonic() - looked >= 1.0:
-                token, looked = current, time.monotonic()
+        with self._engine.waiter() as waiter:
+            waiter.interval = interval
+            while True:
                 found, state = self.find_job(job_id)
                 if found is None or state is None:
                     raise JobNotFoundError(job_id)
                 if state in FINAL_STATES:
                     return found
-                status = state  # the first pass always looks, so a timeout can always say where the job was
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise WaitTimeout(job_id, timeout or 0.0, status.value)
-            time.sleep(interval if left is None else min(interval, left))
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeout(job_id, timeout or 0.0, state.value)
+                waiter.wait(1.0 if left is None else min(left, 1.0))
 
     # Reading jobs
 

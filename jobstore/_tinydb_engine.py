@@ -46,6 +46,7 @@ from ._files import (
 )
 from ._status import STATES, JobStatus
 from ._wal import FileChange, Record, WriteAheadLog
+from ._watch import ChangeWaiter
 
 #: The folder of the engine's own files, beside the state files.
 META_DIR = ".jobstore"
@@ -439,6 +440,10 @@ class TinyDBEngine:
         name = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else error.path
         where = "" if error.line is None else f" (line {error.line}, column {error.column})"
         return StoreProblem(name, error.detail + where)
+
+    def waiter(self) -> ChangeWaiter:
+        """Every write appends to the log in the engine's folder; a file edited by hand changes the root."""
+        return ChangeWaiter([self.root, self.meta], self.change_token)
 
     def change_token(self) -> tuple[int, int, int, int] | None:
         """Every write through jobstore grows or replaces the log; a file made or removed by hand changes the directory."""

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from jobstore import JobStateError, JobStore
+from jobstore import InvalidArgumentError, JobStateError, JobStore
 from jobstore._lifecycle import parse_time
 
 from conftest import acks, raw_tables, run_workers, start_worker
@@ -139,3 +139,32 @@ def test_store_settings_are_checked(root):
         JobStore(root, max_attempts=0)
     with pytest.raises(ValueError, match="lease must be a positive number"):
         JobStore(root, lease=0)
+
+
+def test_a_waiting_claim_takes_a_job_submitted_while_it_waits(store, root):
+    claimers = [start_worker(root, "claim-waiting", "30") for _ in range(3)]
+    time.sleep(0.5)  # let them start waiting on an empty store
+    jobs = [store.create_job(f"late-{number}") for number in range(3)]
+    results = [claimer.communicate(timeout=60) for claimer in claimers]
+    assert all(claimer.returncode == 0 for claimer in claimers), [err for _, err in results]
+    claimed = [pair for out, _ in results for pair in acks(out)]
+    assert sorted(claimed) == sorted((job["id"], "finished") for job in jobs)
+
+
+def test_a_waiting_claim_gives_up_after_its_wait(store):
+    started = time.monotonic()
+    assert store.claim_job("w", wait=0.3) is None
+    assert 0.3 <= time.monotonic() - started < 5
+
+
+def test_a_waiting_claim_returns_at_once_when_a_job_waits(store):
+    job = store.create_job("ready")
+    assert store.claim_job("w", wait=30)["id"] == job["id"]
+
+
+@pytest.mark.parametrize("wait", [-1, "soon", float("nan"), True])
+def test_a_claim_refuses_a_wait_that_is_not_seconds(store, wait):
+    store.create_job("j")
+    with pytest.raises(InvalidArgumentError, match="wait"):
+        store.claim_job("w", wait=wait)
+    assert store.find_job(store.get_pending_jobs()[0]["id"])[1] == "pending"

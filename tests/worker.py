@@ -140,6 +140,16 @@ def finish_later(job_id: str, delay: str) -> None:
     ack(job_id, "finished")
 
 
+def claim_waiting(wait: str) -> None:
+    """Claim with a wait, finish what was claimed, and say what (or that nothing came)."""
+    claimed = job.claimJob(wait=float(wait))
+    if claimed is None:
+        print("none", flush=True)
+        return
+    job.updateJobResult(claimed["id"], "claimed after a wait")
+    ack(claimed["id"], "finished")
+
+
 ACTIONS = {
     "create": create,
     "lifecycle": lifecycle,
@@ -152,6 +162,7 @@ ACTIONS = {
     "claim-and-die": claim_and_die,
     "claim-and-beat": claim_and_beat,
     "finish-later": finish_later,
+    "claim-waiting": claim_waiting,
 }
 
 if __name__ == "__main__":

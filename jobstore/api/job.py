@@ -141,9 +141,12 @@ def purgeJobs(
     return _store().purge_jobs(state, olderThan, keepLast)
 
 
-def claimJob(worker: str | None = None, lease: float | None = None) -> dict[str, Any] | None:
-    """Take the oldest pending job for this worker alone, under a lease of ``lease`` seconds; None when none waits."""
-    return _store().claim_job(worker, lease)
+def claimJob(worker: str | None = None, lease: float | None = None, wait: float | None = None) -> dict[str, Any] | None:
+    """Take the oldest pending job for this worker alone, under a lease of ``lease`` seconds; None when none waits.
+
+    ``wait`` seconds block until a job can be claimed (the store's change wakes the wait).
+    """
+    return _store().claim_job(worker, lease, wait)
 
 
 def heartbeat(jobId: str | int, lease: float | None = None) -> dict[str, Any]:
