@@ -1,0 +1,126 @@
+"""The store lock: one holder at a time across threads and processes, handed over the moment it is free.
+
+A waiter that polls learns that the lock is free only at its next look, so each hand-off between
+busy workers costs a sleep; a waiter blocked in the kernel is woken as the holder lets go. The
+kernel's flock has no timeout, so a waiter with a deadline blocks in a helper thread on a
+descriptor of its own and gives up on it if the deadline passes first; should that descriptor
+get the lock later, the helper lets it go at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from filelock import lock_descriptor, unlock_descriptor
+
+from ._errors import StoreLockTimeout
+
+
+class _Attempt:
+    """One blocking attempt at the lock, made in a helper thread for a caller that may stop waiting."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._mutex = threading.Lock()
+        self._outcome = "waiting"  # then "held", "failed" or "abandoned"
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        try:
+            # The same primitive as filelock's lock_descriptor (a whole-file flock), blocking.
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as error:
+            self.error = error
+        with self._mutex:
+            if self._outcome == "waiting" and self.error is None:
+                self._outcome = "held"
+                return
+            if self._outcome == "waiting":
+                self._outcome = "failed"
+        os.close(self.fd)  # abandoned or failed: closing the descriptor drops any lock it got
+
+    def keep(self) -> bool:
+        """The caller's decision once its wait is over: True when the lock is held, else abandon the attempt."""
+        with self._mutex:
+            if self._outcome == "waiting":
+                self._outcome = "abandoned"
+            return self._outcome == "held"
+
+
+class StoreLock:
+    """The lock file of a store and this process's hold on it.
+
+    :param path: the lock file, created when missing
+    :param timeout: seconds to wait for the lock; a negative value waits for ever
+    :param opener: opens (creating when missing) the lock file and returns a descriptor
+    """
+
+    def __init__(self, path: os.PathLike[str], timeout: float, opener: Callable[[], int]) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._open = opener
+        self._fd: int | None = None
+        self._pid = 0
+        # The file lock excludes other processes; this one, other threads sharing the store.
+        self._threads = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock while the block runs."""
+        deadline = None if self.timeout < 0 else time.monotonic() + self.timeout
+        if not self._threads.acquire(timeout=-1 if deadline is None else self.timeout):
+            raise self._timed_out()
+        try:
+            fd = self._acquire(deadline)
+            try:
+                yield
+            finally:
+                unlock_descriptor(fd)
+        finally:
+            self._threads.release()
+
+    def _acquire(self, deadline: float | None) -> int:
+        while True:
+            if self._fd is None or self._pid != os.getpid():
+                # A forked child shares its parent's open file, and with it the parent's lock: open its own.
+                self._fd = self._open()
+                self._pid = os.getpid()
+            if not lock_descriptor(self._fd, blocking=False):
+                self._wait(deadline)
+            # A lock file removed or replaced by hand would let another process lock the new file
+            # while this one holds the old: hold the lock only on the file now at the path.
+            try:
+                if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                    return self._fd
+            except FileNotFoundError:
+                pass
+            unlock_descriptor(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def _wait(self, deadline: float | None) -> None:
+        """Block until this process holds the lock on a descriptor of its own, which becomes ``_fd``."""
+        assert self._fd is not None
+        if deadline is None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            return
+        # Another descriptor of the same file: flock excludes it from ours, so the abandoned
+        # attempt of a timed-out wait can never pass for this process's hold.
+        attempt = _Attempt(self._open())
+        helper = threading.Thread(target=attempt.run, name="jobstore-lock-wait", daemon=True)
+        helper.start()
+        helper.join(max(0.0, deadline - time.monotonic()))
+        if not attempt.keep():
+            if attempt.error is not None:
+                raise attempt.error
+            raise self._timed_out()
+        os.close(self._fd)
+        self._fd = attempt.fd
+
+    def _timed_out(self) -> StoreLockTimeout:
+        return StoreLockTimeout(os.fspath(self.path), self.timeout)
