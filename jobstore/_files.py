@@ -173,6 +173,12 @@ def prepare_spare(path: Path, data: bytes, spare: Path, current: FileKey | None 
     """
     mtime = _next_mtime(path, current)
     fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
+    if os.fstat(fd).st_nlink > 1:
+        # The old version of a file that a checkpoint linked into its base: that copy must stay
+        # as it is, so the spare starts anew on a fresh inode.
+        os.close(fd)
+        os.unlink(spare)
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         offset = 0
         view = memoryview(data)

@@ -18,7 +18,7 @@ from ._files import check_storable
 from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
 from ._schema import JobSchema
 from ._status import STATES, JobStatus
-from ._tinydb_engine import DEFAULT_SEGMENT_SIZE, TinyDBEngine
+from ._tinydb_engine import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
 
 #: The states whose old jobs purge_jobs removes.
 HISTORY_STATES = (JobStatus.FINISHED, JobStatus.ERROR)
@@ -103,6 +103,8 @@ class JobStore:
         acknowledged write; False keeps every guarantee against crashed processes but not that one
     :param segment_size: the most jobs one file of a state holds; finishing a job rewrites one
         such file, however long the history
+    :param segment_bytes: the size in bytes past which a state's last file takes no new job
+        (a larger job gets a file of its own), so that large results keep each write small
     :param lease: seconds a claim lasts unless its worker renews it with :meth:`heartbeat`
     :param max_attempts: claims a job gets before a lease that expires sends it to error
     """
@@ -115,6 +117,7 @@ class JobStore:
         lock_timeout: float = 10.0,
         durable: bool = True,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         lease: float = 300.0,
         max_attempts: int = 3,
     ) -> None:
@@ -125,12 +128,13 @@ class JobStore:
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout != lock_timeout:
             raise InvalidArgumentError("lock_timeout", lock_timeout, "a number of seconds (negative: wait for ever)")
         count("segment_size", segment_size, 1)
+        count("segment_bytes", segment_bytes, 1)
         if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b"") or "\0" in str(os.fspath(path)):
             raise InvalidArgumentError("path", path, "a directory path")
         self.path = Path(path)
         self.schema = JobSchema(schema)
         self._engine: Engine = TinyDBEngine(
-            self.path, lock_timeout=lock_timeout, durable=durable, segment_size=segment_size
+            self.path, lock_timeout=lock_timeout, durable=durable, segment_size=segment_size, segment_bytes=segment_bytes
         )
 
     def __repr__(self) -> str:

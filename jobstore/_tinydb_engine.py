@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document as TinyDocument
@@ -50,6 +52,13 @@ from ._watch import ChangeWaiter
 META_DIR = ".jobstore"
 #: Jobs per segment file unless the store says otherwise.
 DEFAULT_SEGMENT_SIZE = 500
+#: Bytes a segment file grows to before new jobs start the next one, unless the store says
+#: otherwise: finishing a job rewrites the last segment, so with large results this bounds what
+#: each write costs (a job larger than this has a segment of its own).
+DEFAULT_SEGMENT_BYTES = 256 << 10
+#: Base folders, in the engine's folder: ``base-<n>`` holds hard links to every state file as the
+#: checkpoint that made it left them, synced; the log's header names the current one.
+BASE_PREFIX = "base-"
 
 #: An identity no file has: a storage holding it reads its file at the next refresh.
 _UNKNOWN: FileKey = (-1, -1, -1, -1)
@@ -125,6 +134,10 @@ class SegmentStorage(Storage):
             value, key = loaded
             self.table, self.key = check_table(self.path, self.state, value), key
         return True
+
+    def size(self) -> int:
+        """The file's size in bytes as last read or written (0 when unknown or there is no file)."""
+        return 0 if self.key is None or self.key == _UNKNOWN else self.key[2]
 
     def known_key(self) -> FileKey | None:
         """The identity of the file as last read or written; None when unknown or there is no file."""
@@ -337,6 +350,7 @@ class TinyDBEngine:
     :param lock_timeout: seconds to wait for the store lock; a negative value waits for ever
     :param durable: sync every write to disk, so a power loss loses nothing acknowledged
     :param segment_size: the most jobs one segment file holds
+    :param segment_bytes: the size in bytes past which a segment file takes no new job
     """
 
     def __init__(
@@ -346,9 +360,11 @@ class TinyDBEngine:
         lock_timeout: float = 10.0,
         durable: bool = True,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     ) -> None:
         if segment_size < 1:
             raise ValueError(f"segment_size must be at least 1, not {segment_size}")
+        self.segment_bytes = segment_bytes
         self.root = root
         self.meta = root / META_DIR
         self.spares = self.meta / "spare"
@@ -370,6 +386,13 @@ class TinyDBEngine:
         with self._lock.held():
             self._begin()
             yield TinyDBSession(self)
+            mark = self.wal.mark()
+        # The disk's confirmation is awaited outside the lock: the next session meanwhile runs.
+        try:
+            self.wal.settle(mark)
+        except OSError as error:
+            outcome = "the write was logged, but the disk did not confirm it is durable: a power loss may undo it"
+            raise self._write_error(error, outcome) from error
 
     def _begin(self) -> None:
         """Start a session under the lock: forget what was checked last time, complete logged writes."""
@@ -423,7 +446,7 @@ class TinyDBEngine:
 
     def waiter(self) -> ChangeWaiter:
         """Every write appends to the log in the engine's folder; a file edited by hand changes the root."""
-        return ChangeWaiter([self.root, self.meta], self.change_token)
+        return ChangeWaiter([self.root, self.meta], self.change_token, ignored=[self.wal.synced_path.name, self.lock_path.name])
 
     def change_token(self) -> tuple[int, int, int, int] | None:
         """Every write through jobstore grows or replaces the log; a file made or removed by hand changes the directory."""
@@ -521,7 +544,7 @@ class TinyDBEngine:
             self._tables[change.state].reindex(segment.number, change.puts, change.removes)
         self.wal.mark_applied(record)
         self._relist(touched)
-        self._after_write()
+        self._after_write(bool(batch.deletes))
 
     def _check_writable(self) -> None:
         """Refuse a write, before it starts, where a file it needs could not be replaced.
@@ -545,7 +568,8 @@ class TinyDBEngine:
                 changes[state, number] = _SegmentChange(state, number)
             return changes[state, number]
 
-        appending: dict[JobStatus, tuple[int, int]] = {}  # state -> (segment number, its size with the additions)
+        # state -> (segment number, its jobs and bytes with the additions)
+        appending: dict[JobStatus, tuple[int, int, int]] = {}
         for job_id, (state, document) in batch.puts.items():
             holder = None if job_id in batch.new else self._holder(job_id)
             if holder is not None and holder[0] is state:
@@ -553,11 +577,15 @@ class TinyDBEngine:
             else:
                 if holder is not None:
                     change(*holder).removes.add(job_id)
-                table = self.table(state)
-                number, size = appending.get(state) or (table.last_number(), len(table.last()))
-                if size >= self.segment_size:
-                    number, size = number + 1, 0
-                appending[state] = (number, size + 1)
+                if state not in appending:
+                    last = self.table(state).last()
+                    appending[state] = (last.number, len(last), last.storage.size())
+                number, jobs, size = appending[state]
+                # Compact JSON: the file's indentation adds a little, and the bound is a rough one.
+                added = len(orjson.dumps(document))
+                if jobs >= self.segment_size or (jobs and size + added > self.segment_bytes):
+                    number, jobs, size = number + 1, 0, 0
+                appending[state] = (number, jobs + 1, size + added)
             change(state, number).puts[job_id] = document
         for job_id in batch.deletes:
             holder = self._holder(job_id)
@@ -583,8 +611,6 @@ class TinyDBEngine:
             return FileChange(state, delete=True, before=before)
         data = encode({state: staged})
         after = prepare_spare(storage.path, data, self.spares / segment.name, before)
-        if segment.name not in self.wal.mentioned:
-            return FileChange(state, image=staged, before=before, after=after)
         return FileChange(state, puts=change.puts, removes=sorted(change.removes), before=before, after=after)
 
     def _flush(self, segment: Segment, change: FileChange) -> None:
@@ -602,24 +628,47 @@ class TinyDBEngine:
             with suppress(FileNotFoundError):
                 path.unlink()
 
-    def _after_write(self) -> None:
-        if self.wal.wants_checkpoint():
+    def _after_write(self, erased: bool) -> None:
+        """Checkpoint when the log has grown, or when a write removed jobs, so that no copy of them stays on disk."""
+        if erased or self.wal.wants_checkpoint():
             # The write is done whatever happens here; a checkpoint that fails is tried again next write.
             with suppress(OSError):
                 self._checkpoint()
 
     def _checkpoint(self) -> None:
-        files = [self.root / name for name in self.wal.mentioned]
+        """Make every state file durable, link them into a new base folder, and start the log afresh over it.
+
+        The old log, the old base and the spares then go: they may hold documents since removed.
+        """
+        names = self._state_file_names()
         if self.durable:
-            for path in files:
+            for name in self.wal.mentioned & names:
                 with suppress(FileNotFoundError):
-                    fd = os.open(path, os.O_RDONLY)
+                    fd = os.open(self.root / name, os.O_RDONLY)
                     try:
                         os.fsync(fd)
                     finally:
                         os.close(fd)
             sync_directory(self.root)
-        self.wal.checkpoint()
+        number = self.wal.base + 1
+        base = self.meta / f"{BASE_PREFIX}{number}"
+        shutil.rmtree(base, ignore_errors=True)  # left by a checkpoint that died before its log
+        base.mkdir()
+        for name in names:
+            os.link(self.root / name, base / name)
+        if self.durable:
+            sync_directory(base)
+            sync_directory(self.meta)
+        self.wal.checkpoint(number)
+        for entry in os.scandir(self.meta):
+            if entry.name.startswith(BASE_PREFIX) and entry.name != base.name:
+                shutil.rmtree(entry.path, ignore_errors=True)
+        shutil.rmtree(self.spares, ignore_errors=True)
+        self.spares.mkdir(exist_ok=True)
+
+    def _state_file_names(self) -> set[str]:
+        with os.scandir(self.root) as entries:
+            return {entry.name for entry in entries if parse_segment_file_name(entry.name) is not None}
 
     # Recovery
 
@@ -647,9 +696,13 @@ class TinyDBEngine:
         for record in catchup.seen:
             self._follow(record)
         if catchup.replay is not None:
-            self._replay(catchup.replay)
+            self._replay(catchup.replay, catchup.base)
         elif catchup.unapplied is not None:
             self._redo(catchup.unapplied)
+        if self.wal.legacy or self.wal.base == 0:
+            # A new log, or one of whole-table images: give it a base before anything else is logged.
+            with suppress(OSError):
+                self._checkpoint()
 
     def _follow(self, record: Record) -> None:
         """Bring this process's cached tables up to date with another process's write, from its record.
@@ -699,9 +752,30 @@ class TinyDBEngine:
         self._listing = None
         self.wal.mark_applied(record)  # should this fail, the next session finds every file done
 
-    def _replay(self, records: list[Record]) -> None:
-        """Rebuild every file the log names from the log alone, after a power loss may have torn them."""
+    def _replay(self, records: list[Record], base: int | None) -> None:
+        """Rebuild every state file from the base and the log alone, after a power loss may have torn them.
+
+        A file neither the base nor the log has was made by a write the power loss took back
+        (its record never reached the disk), and goes.
+
+        :param base: the base folder the records start from; None for a log of whole-table images,
+            which rebuilds only the files it names
+        """
         tables: dict[str, tuple[JobStatus, dict[str, Any] | None]] = {}
+        if base is not None:
+            folder = self.meta / f"{BASE_PREFIX}{base}"
+            # A base removed by hand: the files as they are are the best base left.
+            source = folder if folder.is_dir() else self.root
+            for name in self._state_file_names():
+                parsed = parse_segment_file_name(name)
+                assert parsed is not None
+                tables[name] = (parsed[0], None)
+            with os.scandir(source) as entries:
+                for entry in entries:
+                    parsed = parse_segment_file_name(entry.name)
+                    loaded = None if parsed is None else read_json(Path(entry.path))
+                    if parsed is not None and loaded is not None:
+                        tables[entry.name] = (parsed[0], check_table(Path(entry.path), parsed[0], loaded[0]))
         for record in records:
             for name, change in record.files.items():
                 before = tables.get(name, (None, None))[1]

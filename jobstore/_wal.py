@@ -1,15 +1,20 @@
 """The write-ahead log: the commit point of every write, and what repairs the files after a crash.
 
-Each write appends one record naming every store file it changes, then replaces those files.
-The record is the only thing synced to disk per write; the files themselves are synced at each
-checkpoint, when the log starts afresh. So:
+Each write appends one record naming every store file it changes and the documents it puts in
+and removes from each, then replaces those files. The record is the only thing synced to disk
+per write, and it is synced after the store lock is released, so that the next process's write
+proceeds while this one waits for the disk (the syncs of processes waiting together are one
+commit of the filesystem's journal). A process that reads a record nobody has synced yet syncs
+the log itself before it answers, so nothing is seen that a power loss could take back. The
+state files are synced at each checkpoint, when the log starts afresh and every state file is
+hard-linked into a base folder. So:
 
 - a process killed before its record is complete changed nothing (the torn tail is cut off);
 - a process killed after its record but before the files were all replaced leaves a record with
   no ``applied`` line after it, and the next session applies it again;
-- after a power loss (the machine's boot id differs from the log's), every file the log names is
-  rebuilt from the log: the first mention of a file since the checkpoint carries its whole
-  table, later ones the documents put and removed.
+- after a power loss (the machine's boot id differs from the log's), every state file is rebuilt
+  from the base the log's header names and the records that reached the disk; a file the lost
+  records made is removed.
 
 Records are single JSON lines behind a CRC-32, so a torn or damaged line is recognised.
 """
@@ -17,6 +22,7 @@ Records are single JSON lines behind a CRC-32, so a torn or damaged line is reco
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +33,13 @@ import orjson
 from ._errors import CorruptStoreError
 from ._files import FileKey, open_writable, write_atomic
 
-_MAGIC = b"jobstore-wal 1"
+_MAGIC = b"jobstore-wal 2"
+#: Logs written before the base folders: their first record for each file holds its whole table.
+_MAGIC_IMAGES = b"jobstore-wal 1"
 _APPLIED = b"applied"
+#: How far the log is known to be on disk, noted by the process that synced it: the log's inode
+#: and an offset, with a checksum (a note read while being written is seen as no note).
+_SYNCED = struct.Struct("<QQI")
 
 
 def boot_id() -> str | None:
@@ -92,6 +103,16 @@ class FileChange:
         return result
 
 
+def _parse_header(header: bytes) -> tuple[bytes, str | None, int | None]:
+    """The magic, boot id and base number of a log's first line (None for what it lacks)."""
+    words = header.split(b" ")
+    magic = b" ".join(words[:2])
+    fields = dict(word.split(b"=", 1) for word in words[2:] if b"=" in word)
+    boot = fields[b"boot"].decode("utf-8", "replace") if b"boot" in fields else None
+    base = int(fields[b"base"]) if magic == _MAGIC and fields.get(b"base", b"").isdigit() else None
+    return magic, boot, base
+
+
 def _file_key(value: Any) -> FileKey | None:
     if isinstance(value, list) and len(value) == 4:
         return (value[0], value[1], value[2], value[3])
@@ -132,6 +153,8 @@ class Catchup:
     unapplied: Record | None = None
     #: every record since the checkpoint, when the files may be torn (a power loss happened)
     replay: list[Record] | None = None
+    #: the number of the base folder those records start from; None for a log of whole-table images
+    base: int | None = None
     #: the records other processes applied since this one last looked, oldest first
     seen: list[Record] = field(default_factory=list)
 
@@ -146,6 +169,13 @@ class WriteAheadLog:
 
     def __init__(self, path: Path, *, durable: bool = True, checkpoint_bytes: int = 16 << 20) -> None:
         self.path = path
+        self.synced_path = path.with_name(path.name + ".synced")
+        #: the base folder the open log's records start from
+        self.base = 0
+        #: the open log predates base folders: it must be checkpointed before anything is added to it
+        self.legacy = False
+        self._synced: tuple[int | None, int] = (None, 0)
+        self._synced_fd: int | None = None
         self.durable = durable
         self.checkpoint_bytes = checkpoint_bytes
         #: names of the files this log has mentioned since its checkpoint
@@ -168,14 +198,22 @@ class WriteAheadLog:
             self._start()
             return Catchup()
         if status.st_ino != self._inode:
+            # A checkpoint replaced the log: what it added since this process looked is still
+            # readable through the old descriptor, and followed rather than read from the files.
+            following = self._fd is not None
+            tail = [record for record, _ in self._read_records()] if following else []
             self._open(status.st_ino)
             header = self._stored_header()
             self._offset = len(header) + 1
             records = self._read_records()
-            if header != self._header():
-                return Catchup(replay=[record for record, _ in records])
-            # Opening a log: its records are older than anything cached, so there is nothing to follow.
-            return Catchup(unapplied=self._last_unapplied(records))
+            magic, boot, base = _parse_header(header)
+            self.base, self.legacy = base or 0, magic != _MAGIC
+            if boot != self._boot_name():
+                return Catchup(replay=[record for record, _ in records], base=base)
+            if following:
+                tail += [record for record, applied in records if applied]
+            # A first look: the log's records are older than anything cached, so there is nothing to follow.
+            return Catchup(unapplied=self._last_unapplied(records), seen=tail)
         if status.st_size == self._offset:
             return Catchup(unapplied=self.unapplied)
         records = self._read_records()
@@ -199,7 +237,7 @@ class WriteAheadLog:
         return self._inode, self._offset
 
     def append(self, files: dict[str, FileChange]) -> Record:
-        """Write a record and make it durable: from here on the write counts as done."""
+        """Write a record: from here on the write counts as done, once :meth:`settle` made it durable."""
         self._seq += 1
         record = Record(self._seq, files)
         body = b"%d %s %s" % (
@@ -210,10 +248,8 @@ class WriteAheadLog:
         start = self._offset
         try:
             self._write(b"%08x %s\n" % (zlib.crc32(body), body))
-            if self.durable:
-                os.fdatasync(self._log)
         except OSError as error:
-            # Not synced means not done: take the record back, so no later session applies it.
+            # Not written means not done: take the record back, so no later session applies it.
             self._cut(start)
             error.filename = error.filename or str(self.path)
             raise
@@ -237,25 +273,95 @@ class WriteAheadLog:
             self.unapplied = None
         return True
 
+    def mark(self) -> tuple[int, int, int] | None:
+        """What :meth:`settle` must make durable of what this session wrote or read: None when nothing.
+
+        Taken under the lock, settled after it: the descriptor is duplicated, since another
+        thread may open a new log meanwhile.
+        """
+        if not self.durable or self._fd is None or self._inode is None:
+            return None
+        if self._synced[0] == self._inode and self._synced[1] >= self._offset:
+            return None
+        return os.dup(self._fd), self._inode, self._offset
+
+    def settle(self, mark: tuple[int, int, int] | None) -> None:
+        """Make the log durable up to the mark, unless a note says another process did already.
+
+        Called once the store lock is released, so that the wait for the disk holds no one up.
+
+        :raises OSError: when the disk refused the sync; the records stay in the log
+        """
+        if mark is None:
+            return
+        fd, inode, offset = mark
+        try:
+            if not self._noted(inode, offset):
+                os.fdatasync(fd)
+                self._note(inode, offset)
+        except OSError as error:
+            error.filename = error.filename or str(self.path)
+            raise
+        finally:
+            os.close(fd)
+        self._synced = (inode, offset)
+
+    def _noted(self, inode: int, offset: int) -> bool:
+        """Whether another process's note says the log is on disk up to ``offset``."""
+        fd = self._synced_file()
+        if fd is None:
+            return False
+        data = os.pread(fd, _SYNCED.size, 0)
+        if len(data) != _SYNCED.size:
+            return False
+        noted_inode, noted_offset, checksum = _SYNCED.unpack(data)
+        return bool(checksum == zlib.crc32(data[:16]) and noted_inode == inode and noted_offset >= offset)
+
+    def _note(self, inode: int, offset: int) -> None:
+        """Tell other processes how far the log is on disk (a hint: a lost note costs a sync, no more)."""
+        fd = self._synced_file()
+        if fd is not None:
+            data = struct.pack("<QQ", inode, offset)
+            try:
+                os.pwrite(fd, data + struct.pack("<I", zlib.crc32(data)), 0)
+            except OSError:
+                pass
+
+    def _synced_file(self) -> int | None:
+        if self._synced_fd is None:
+            try:
+                self._synced_fd = open_writable(self.synced_path, os.O_CREAT)
+            except OSError:
+                return None
+        return self._synced_fd
+
     def wants_checkpoint(self) -> bool:
         return self._offset > self.checkpoint_bytes
 
-    def checkpoint(self) -> None:
-        """Start a new, empty log; the caller has made every file the old one names durable."""
+    def checkpoint(self, base: int) -> None:
+        """Start a new, empty log over the base folder ``base``; the caller has made that base durable."""
+        self.base = base
         self._start()
 
     def _stored_header(self) -> bytes:
         """The first line of the open log."""
         return os.pread(self._log, 4096, 0).split(b"\n", 1)[0]
 
+    def _boot_name(self) -> str:
+        return self._boot or f"unknown-{os.getpid()}"
+
     def _header(self) -> bytes:
-        return _MAGIC + b" boot=" + (self._boot or f"unknown-{os.getpid()}").encode()
+        return b"%s boot=%s base=%d" % (_MAGIC, self._boot_name().encode(), self.base)
 
     def _start(self) -> None:
         write_atomic(self.path, self._header() + b"\n", durable=self.durable)
         self._open(os.stat(self.path).st_ino)
         self._offset = len(self._header()) + 1
         self.mentioned = set()
+        self.legacy = False
+        if self.durable and self._inode is not None:
+            self._synced = (self._inode, self._offset)
+            self._note(self._inode, self._offset)
 
     @property
     def _log(self) -> int:

@@ -36,10 +36,18 @@ class ChangeWaiter:
     :param directories: the directories whose changes mean the store may have changed
     :param token: a cheap value that differs after a change, polled where the kernel cannot tell
     :param interval: seconds between polls of ``token``, on average
+    :param ignored: names of files whose changes say nothing about the jobs
     """
 
-    def __init__(self, directories: Iterable[Path], token: Callable[[], Hashable], interval: float = POLL_INTERVAL) -> None:
+    def __init__(
+        self,
+        directories: Iterable[Path],
+        token: Callable[[], Hashable],
+        interval: float = POLL_INTERVAL,
+        ignored: Iterable[str] = (),
+    ) -> None:
         self._token = token
+        self._ignored = frozenset(ignored)
         self.interval = interval
         self._last = token()
         self._inotify: inotify_simple.INotify | None = None
@@ -60,11 +68,13 @@ class ChangeWaiter:
 
     def wait(self, timeout: float) -> None:
         """Return once the store may have changed, or after ``timeout`` seconds."""
-        if self._inotify is not None:
-            # Read every queued event: one wait answers for all changes made before it returns.
-            self._inotify.read(timeout=max(0, int(timeout * 1000)))
-            return
         deadline = time.monotonic() + timeout
+        if self._inotify is not None:
+            while True:
+                # Read every queued event: one wait answers for all changes made before it returns.
+                events = self._inotify.read(timeout=max(0, int((deadline - time.monotonic()) * 1000)))
+                if not events or any(event.name not in self._ignored for event in events):
+                    return
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

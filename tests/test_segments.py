@@ -81,3 +81,23 @@ def test_a_store_reads_segments_another_segment_size_wrote(root):
     assert len(store.get_pending_jobs()) == 5
     store.create_job("joins the last segment")
     assert names(root) == ["pending-0002.json", "pending-0003.json", "pending.json"]
+
+
+def test_segments_are_bounded_by_bytes_as_well(root):
+    store = JobStore(root, segment_bytes=50_000)
+    jobs = [store.create_job(f"big {n}") for n in range(6)]
+    for job in jobs:
+        store.update_job_result(job["id"], "x" * 20_000)
+    finished = sorted(root.glob("finished*.json"))
+    assert len(finished) == 3  # two 20 KB results to a file
+    assert all(path.stat().st_size < 50_000 + 4_000 for path in finished)
+    assert [job["id"] for job in store.get_finished_jobs()] == [job["id"] for job in jobs]
+
+
+def test_a_job_larger_than_the_bound_has_a_file_of_its_own(root):
+    store = JobStore(root, segment_bytes=1_000)
+    small = store.create_job("small")
+    large = store.create_job("large", request="y" * 5_000)
+    after = store.create_job("after")
+    tables = [json.loads((root / name).read_text())["pending"] for name in ("pending.json", "pending-0002.json", "pending-0003.json")]
+    assert [list(table) for table in tables] == [[small["id"]], [large["id"]], [after["id"]]]
