@@ -23,6 +23,8 @@ _PER_FIELD_KEYWORDS = frozenset(
     {"$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "examples",
      "default", "type", "properties", "required", "additionalProperties", "x-unique"}
 )
+#: Keywords that say nothing about validity.
+_ANNOTATIONS = frozenset({"$comment", "title", "description", "examples", "default"})
 _REMEMBERED_TYPES = (str, int, float, bool, type(None))
 _LONGEST_REMEMBERED = 1024  # characters; longer strings are checked every time
 _MOST_REMEMBERED = 8192  # field values; the memory is emptied when it grows past this
@@ -74,7 +76,25 @@ class JobSchema:
         self._defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
         self._plain_defaults = all(isinstance(value, _REMEMBERED_TYPES) for value in self._defaults.values())
         self._required = frozenset(document.get("required", ()))
-        self._per_field = document.keys() <= _PER_FIELD_KEYWORDS
+        self._per_field = document.keys() <= _PER_FIELD_KEYWORDS and isinstance(
+            document.get("additionalProperties", True), bool
+        )
+        self._closed = document.get("additionalProperties", True) is False
+        # One validator per field, its local $refs replaced by what they point at: resolving a
+        # reference through the registry costs more than checking the value it names.
+        self._fields = {
+            name: self._validator.evolve(schema=_inline_references(spec, document))
+            for name, spec in properties.items()
+        }
+        # Lists checked item by item, so that a history one entry longer checks only that entry.
+        self._items = {
+            name: self._validator.evolve(schema=_inline_references(spec["items"], document))
+            for name, spec in properties.items()
+            if isinstance(spec, Mapping)
+            and spec.get("type") == "array"
+            and isinstance(spec.get("items"), Mapping)
+            and spec.keys() <= _ANNOTATIONS | {"type", "items"}
+        }
         self._passed: set[tuple[str, Any]] = set()
 
     def defaults(self) -> dict[str, Any]:
@@ -96,12 +116,42 @@ class JobSchema:
         unchecked = {
             name: value
             for name, value in document.items()
-            if name in self._required or _memory_key(name, value) not in self._passed
+            if name in self._required or name in self._items or _memory_key(name, value) not in self._passed
         }
-        self._check(unchecked)
+        if not self._passes(unchecked):
+            # The whole-document check words every problem, exactly as for any document read.
+            self._check(unchecked)
         if len(self._passed) > _MOST_REMEMBERED:
             self._passed.clear()
-        self._passed.update(key for name, value in unchecked.items() if (key := _memory_key(name, value)) is not None)
+        self._passed.update(
+            key for name, value in unchecked.items() if name not in self._items and (key := _memory_key(name, value)) is not None
+        )
+
+    def _passes(self, fields: Mapping[str, Any]) -> bool:
+        """Whether the fields are valid, judged field by field (the schema has no keyword spanning fields)."""
+        if not self._required <= fields.keys():
+            return False
+        for name, value in fields.items():
+            validator = self._fields.get(name)
+            if validator is None:
+                if self._closed:
+                    return False
+            elif name in self._items and type(value) is list:
+                if not all(self._item_passes(name, item) for item in value):
+                    return False
+            elif not validator.is_valid(value):
+                return False
+        return True
+
+    def _item_passes(self, name: str, item: Any) -> bool:
+        key = _memory_key(name + "[]", item)
+        if key is not None and key in self._passed:
+            return True
+        if not self._items[name].is_valid(item):
+            return False
+        if key is not None:
+            self._passed.add(key)
+        return True
 
     def problems(self, document: Any) -> list[tuple[str | None, str]]:
         """Return what is wrong with a document as (field or None, message) pairs; empty when it is valid.
@@ -142,32 +192,47 @@ class JobSchema:
         }
 
 
+def _inline_references(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...] = ()) -> Any:
+    """The schema with each ``$ref`` to a place in ``root`` replaced by the schema found there.
+
+    A reference that is recursive, points elsewhere or sits beside keywords is left as it is: the
+    validator, which keeps the root document, still resolves it, only more slowly.
+    """
+    if isinstance(schema, list):
+        return [_inline_references(item, root, seen) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    reference = schema.get("$ref")
+    if isinstance(reference, str) and len(schema) == 1 and reference.startswith("#/") and reference not in seen:
+        target: Any = root
+        for part in reference[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(target, dict) or part not in target:
+                return schema
+            target = target[part]
+        if isinstance(target, dict) and not target.keys() & {"$id", "$anchor", "$dynamicAnchor", "$dynamicRef"}:
+            return _inline_references(target, root, (*seen, reference))
+        return schema
+    return {key: _inline_references(value, root, seen) for key, value in schema.items()}
+
+
 def _memory_key(name: str, value: Any) -> tuple[str, Any] | None:
     """The key under which a passing field value is remembered; None for values not remembered.
 
-    Lists and objects are remembered too while small (a new job's one-entry ``history`` is the
-    same for every job of a bulk submit), each part tagged with its type, since 1 == 1.0 == True.
+    Scalars are tagged with their type, since 1 == 1.0 == True. Small lists and objects are
+    remembered by their strict JSON text (a new job's one-entry ``history`` is the same for
+    every job of a bulk submit), which tells those apart too and refuses NaN.
     """
-    try:
-        return name, _frozen(value, [_LONGEST_REMEMBERED])
-    except _NotRemembered:
-        return None
-
-
-class _NotRemembered(Exception):
-    """A value too large, or not plain JSON, to be remembered."""
-
-
-def _frozen(value: Any, budget: list[int]) -> Any:
-    """A hashable, type-tagged image of a JSON value; raises once it spends more than the budget of characters."""
     kind = type(value)
-    budget[0] -= len(value) if kind is str else 1
-    if budget[0] < 0:
-        raise _NotRemembered
     if kind in _REMEMBERED_TYPES:
-        return kind, value
-    if kind is list:
-        return kind, tuple(_frozen(item, budget) for item in value)
-    if kind is dict and all(type(key) is str for key in value):
-        return kind, tuple(sorted((key, _frozen(item, budget)) for key, item in value.items()))
-    raise _NotRemembered
+        return None if kind is str and len(value) > _LONGEST_REMEMBERED else (name, (kind, value))
+    if kind is dict and len(value) <= 8 and all(type(item) is str and len(item) <= 256 for item in value.values()):
+        # A flat object of strings, such as a history entry: cheaper to tag than to serialize.
+        return name, (dict, tuple(sorted(value.items())))
+    if kind is not list and kind is not dict:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return None if len(text) > _LONGEST_REMEMBERED else (name, text)

@@ -180,3 +180,57 @@ def test_a_schema_relating_two_fields_checks_whole_documents(root):
     store.set_job("a", {"weight": 1.0, "unit": "kg"})
     with pytest.raises(InvalidJobError, match="'unit' is a dependency of 'weight'"):
         store.set_job("b", {"weight": 1.0})
+
+
+GOOD = {
+    "id": "7", "name": "n", "user": "u", "request": "r", "result": "", "status": "running", "messages": "",
+    "history": [{"status": "pending", "at": "2026-01-01T00:00:00.000000Z"}, {"status": "running", "at": "2026-01-01T00:00:01.000000Z"}],
+    "progress": {"completed": 1, "total": 3}, "attempts": 1,
+}
+BAD_CHANGES = [
+    {"name": 5},
+    {"status": "sleeping"},
+    {"history": [{"status": "pending", "at": "2026-01-01T00:00:00.000000Z"}, {"status": "asleep", "at": "x"}]},
+    {"history": [{"status": "pending"}]},
+    {"history": "yesterday"},
+    {"progress": {"completed": -1, "total": 3}},
+    {"attempts": True},
+    {"attempts": 1.5},
+    {"colour": "blue"},
+    {"priority": -1},
+]
+
+
+@pytest.mark.parametrize("change", BAD_CHANGES, ids=lambda change: next(iter(change)))
+@pytest.mark.parametrize("custom", [False, True], ids=["published", "with priority"])
+def test_the_field_by_field_check_refuses_what_the_whole_document_check_refuses(change, custom):
+    document = published_schema()
+    if custom:
+        document["properties"]["priority"] = {"type": "integer", "minimum": 0}
+    schema = JobSchema(document)
+    schema.validate(GOOD)  # the good values are remembered as passing: the bad ones must still be seen
+    bad = {**GOOD, **change}
+    expected = schema.problems(bad)  # every field checked by the whole-document validator
+    assert expected
+    with pytest.raises(InvalidJobError) as raised:
+        schema.validate(bad)
+    assert list(raised.value.problems) == expected
+
+
+def test_a_schema_with_a_keyword_spanning_fields_is_checked_whole():
+    document = published_schema()
+    document["dependentRequired"] = {"worker": ["leaseExpiresAt"]}
+    schema = JobSchema(document)
+    schema.validate(GOOD)
+    with pytest.raises(InvalidJobError, match="leaseExpiresAt"):
+        schema.validate({**GOOD, "worker": "w"})
+    schema.validate({**GOOD, "worker": "w", "leaseExpiresAt": "2026-01-01T00:05:00.000000Z"})
+
+
+def test_a_remembered_value_of_another_type_is_checked_again():
+    schema = JobSchema()
+    schema.validate({**GOOD, "attempts": 1})
+    with pytest.raises(InvalidJobError, match="attempts"):
+        schema.validate({**GOOD, "attempts": True})
+    with pytest.raises(InvalidJobError, match="attempts"):
+        schema.validate({**GOOD, "attempts": "1"})
