@@ -3,15 +3,22 @@
 A lifecycle is: submit a job, mark it running, store its result (three durable writes). Each
 system is measured with a history of finished jobs already in it, and the table gives ratios.
 
-Usage: python benchmarks/lifecycle.py [--histories 300,5000,50000] [--seconds 4] [--quick]
+With --large, lifecycles whose result is 100 KB or 1 MB, with 300 and 2,000 such jobs already
+finished: the rate, the bytes written per lifecycle beside the document's size, and the peak
+memory beside the store's size, each case in a process of its own.
+
+Usage: python benchmarks/lifecycle.py [--histories 300,5000,50000] [--seconds 4] [--quick] [--large]
 Needs: pip install -e '.[bench]'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
+import resource
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -28,7 +35,7 @@ from tinydb import Query, TinyDB
 from jobstore import JobStore
 from jobstore._files import encode
 from jobstore._status import JobStatus
-from jobstore._tinydb_engine import DEFAULT_SEGMENT_SIZE, segment_file_name
+from jobstore._tinydb_engine import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, segment_file_name
 
 
 def finished_job(number: int) -> dict:
@@ -183,13 +190,82 @@ def bulk_seconds(base: Path, count: int) -> float:
     return time.perf_counter() - started
 
 
+def io_counters() -> dict[str, int]:
+    """This process's I/O so far: ``wchar`` (bytes handed to write calls), ``write_bytes`` (bound for the disk)."""
+    with open("/proc/self/io", encoding="ascii") as stream:
+        return {key: int(value) for key, value in (line.split(": ") for line in stream)}
+
+
+def seed_large(root: Path, history: int, size: int) -> None:
+    """Write ``history`` finished jobs with results of ``size`` bytes into files of the engine's own bounds."""
+    root.mkdir(parents=True, exist_ok=True)
+    per_file = max(1, min(DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_BYTES // size))
+    for start in range(0, history, per_file):
+        jobs = [{**finished_job(n), "result": "r" * size} for n in range(start, min(history, start + per_file))]
+        number = start // per_file + 1
+        (root / segment_file_name(JobStatus.FINISHED, number)).write_bytes(encode({"finished": {job["id"]: job for job in jobs}}))
+
+
+def large_case(root: Path, history: int, size: int, seconds: float) -> dict[str, float]:
+    """One large-document case, in this (fresh) process: open, then lifecycles with results of ``size`` bytes."""
+    seed_large(root, history, size)
+    store_bytes = sum(path.stat().st_size for path in root.glob("*.json"))
+    started = time.perf_counter()
+    store = JobStore(root)
+    store.find_job("absent")
+    opened = time.perf_counter() - started
+    open_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result = "x" * size
+    before, count = io_counters(), 0
+    started = time.perf_counter()
+    while count < 3 or (time.perf_counter() - started < seconds and count < 2000):
+        job = store.create_job("render", "bench", "scene.blend")
+        store.set_job_running(job["id"], {"messages": "working"})
+        store.update_job_result(job["id"], result)
+        count += 1
+    elapsed = time.perf_counter() - started
+    after = io_counters()
+    return {
+        "rate": count / elapsed,
+        "wchar": (after["wchar"] - before["wchar"]) / count,
+        "write_bytes": (after["write_bytes"] - before["write_bytes"]) / count,
+        "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "open_seconds": opened,
+        "open_rss": open_rss,
+        "store_bytes": store_bytes,
+    }
+
+
+def large_documents(base: Path, cases: list[tuple[int, int]], seconds: float) -> None:
+    print("\n| result size | history | lifecycles/s | written per lifecycle (write calls / to disk) | vs the document | bound (4x + 64 KB) | peak memory | vs store JSON | open + find |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size, history in cases:
+        root = base / f"large-{size}-{history}"
+        command = [sys.executable, __file__, "--large-case", f"{root},{history},{size},{seconds}"]
+        figures = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        mib = 2**20
+        print(
+            f"| {size // 1000:,} KB | {history:,} | {figures['rate']:,.0f}/s | {figures['wchar'] / mib:.2f} MiB / {figures['write_bytes'] / mib:.2f} MiB"
+            f" | {figures['wchar'] / size:.1f}x | {(4 * size + 65536) / mib:.2f} MiB | {figures['peak'] / mib:,.0f} MiB"
+            f" | {figures['peak'] / figures['store_bytes']:.2f}x of {figures['store_bytes'] / mib:,.0f} MiB"
+            f" | {figures['open_seconds'] * 1000:,.0f} ms, {figures['open_rss'] / mib:,.0f} MiB |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--histories", default="300,5000,50000")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
     parser.add_argument("--drain", type=int, default=2000, help="jobs drained by 1 and by 4 workers")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--large", action="store_true", help="also lifecycles with 100 KB and 1 MB results")
+    parser.add_argument("--large-case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.large_case:
+        root, history, size, seconds = args.large_case.split(",")
+        print(json.dumps(large_case(Path(root), int(history), int(size), float(seconds))))
+        return
     histories = [int(h) for h in args.histories.split(",")]
     if args.quick:
         histories, args.seconds, args.drain = [300, 2000], 0.5, 200
@@ -230,6 +306,9 @@ def main() -> None:
     print(f"- peak memory to open that store and search it: {ratio:.2f}x its {megabytes:.1f} MiB of JSON")
     print(f"- create_jobs of 10,000 jobs: {bulk:.2f} s")
     print(f"- draining {args.drain:,} jobs: 1 worker {one:.2f} s, 4 workers {four:.2f} s ({one / four:.2f}x)")
+    if args.large or args.quick:
+        sizes = [(100_000, 300), (1_000_000, 300)] if args.quick else [(100_000, 300), (100_000, 2000), (1_000_000, 300), (1_000_000, 2000)]
+        large_documents(base, sizes, args.seconds)
     print(f"\n(orjson {orjson.__version__}; stores under {base.name} in the temporary directory)")
 
 
