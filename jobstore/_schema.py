@@ -5,29 +5,43 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.protocols import Validator
 
 from ._errors import InvalidArgumentError, InvalidJobError
 from ._status import STATES
 
 _SCHEMA_RESOURCE = "schemas/job.schema.json"
 
-# Top-level keywords under which a document is valid exactly when each of its fields is: no
-# keyword here looks at two fields at once, so a field value that passed once passes again.
-_PER_FIELD_KEYWORDS = frozenset(
-    {"$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "examples",
-     "default", "type", "properties", "required", "additionalProperties", "x-unique"}
+# The dialects whose keywords the field-by-field check understands: draft 3 words "required" and
+# "type" otherwise, and draft 4 moves the base URI with "id", a name a job field has too.
+_FIELD_BY_FIELD_DIALECTS: tuple[type[Validator], ...] = (
+    validators.Draft6Validator,
+    validators.Draft7Validator,
+    validators.Draft201909Validator,
+    validators.Draft202012Validator,
 )
-#: Keywords that say nothing about validity.
-_ANNOTATIONS = frozenset({"$comment", "title", "description", "examples", "default"})
+# Keywords that resolve references by scope rather than by place, move the base a "#/..."
+# reference is read from, or change the dialect: anywhere in a schema ("$id" and "$schema" below
+# its top), they leave every check to the whole-document validator.
+_SCOPED_KEYWORDS = frozenset(
+    {"$id", "$schema", "$anchor", "$dynamicAnchor", "$dynamicRef", "$recursiveAnchor", "$recursiveRef"}
+)
+# Non-asserting keywords beginning with "$" that a part of a schema may carry and still be taken
+# apart; any other ("$schema" changes the dialect, "$vocabulary"...) leaves that part to jsonschema.
+_INERT_DOLLAR_KEYWORDS = frozenset({"$comment", "$defs"})
+_TOP_DOLLAR_KEYWORDS = _INERT_DOLLAR_KEYWORDS | {"$schema", "$id"}
+# Where a schema holds data rather than subschemas: a {"$ref": ...} there is a value, not a reference.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+_MOST_INLINED = 10_000  # schema nodes per field; past this its references stay references
 _REMEMBERED_TYPES = (str, int, float, bool, type(None))
-_LONGEST_REMEMBERED = 1024  # characters; longer strings are checked every time
-_MOST_REMEMBERED = 8192  # field values; the memory is emptied when it grows past this
+_LONGEST_REMEMBERED = 1024  # characters; longer values are checked every time
+_MOST_REMEMBERED = 8192  # values per part of the schema; its memory is emptied when it grows past this
 
 
 @functools.cache
@@ -75,27 +89,7 @@ class JobSchema:
         self._validator = validator_class(document)
         self._defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
         self._plain_defaults = all(isinstance(value, _REMEMBERED_TYPES) for value in self._defaults.values())
-        self._required = frozenset(document.get("required", ()))
-        self._per_field = document.keys() <= _PER_FIELD_KEYWORDS and isinstance(
-            document.get("additionalProperties", True), bool
-        )
-        self._closed = document.get("additionalProperties", True) is False
-        # One validator per field, its local $refs replaced by what they point at: resolving a
-        # reference through the registry costs more than checking the value it names.
-        self._fields = {
-            name: self._validator.evolve(schema=_inline_references(spec, document))
-            for name, spec in properties.items()
-        }
-        # Lists checked item by item, so that a history one entry longer checks only that entry.
-        self._items = {
-            name: self._validator.evolve(schema=_inline_references(spec["items"], document))
-            for name, spec in properties.items()
-            if isinstance(spec, Mapping)
-            and spec.get("type") == "array"
-            and isinstance(spec.get("items"), Mapping)
-            and spec.keys() <= _ANNOTATIONS | {"type", "items"}
-        }
-        self._passed: set[tuple[str, Any]] = set()
+        self._by_field = _by_field(document, self._validator) if validator_class in _FIELD_BY_FIELD_DIALECTS else None
 
     def defaults(self) -> dict[str, Any]:
         """Return the default value of every field that has one (what a new job starts from)."""
@@ -104,54 +98,15 @@ class JobSchema:
     def validate(self, document: Mapping[str, Any]) -> None:
         """Check one job document.
 
+        A document the field-by-field check passes is valid; any other goes through the
+        whole-document validator, so that a refusal is worded exactly as :meth:`problems` words it.
+
         :param document: the document about to be written
         :raises InvalidJobError: naming the job id and every field at fault
         """
-        if not (self._per_field and isinstance(document, Mapping)):
-            self._check(document)
+        if self._by_field is not None and self._by_field.passes(document):
             return
-        # A job's fields mostly keep their values from write to write, and jsonschema's cost is
-        # per field: a field whose exact value (and type: 1, 1.0 and True are equal) passed before
-        # is not checked again. Required fields stay, so that their absence is still seen.
-        unchecked = {
-            name: value
-            for name, value in document.items()
-            if name in self._required or name in self._items or _memory_key(name, value) not in self._passed
-        }
-        if not self._passes(unchecked):
-            # The whole-document check words every problem, exactly as for any document read.
-            self._check(unchecked)
-        if len(self._passed) > _MOST_REMEMBERED:
-            self._passed.clear()
-        self._passed.update(
-            key for name, value in unchecked.items() if name not in self._items and (key := _memory_key(name, value)) is not None
-        )
-
-    def _passes(self, fields: Mapping[str, Any]) -> bool:
-        """Whether the fields are valid, judged field by field (the schema has no keyword spanning fields)."""
-        if not self._required <= fields.keys():
-            return False
-        for name, value in fields.items():
-            validator = self._fields.get(name)
-            if validator is None:
-                if self._closed:
-                    return False
-            elif name in self._items and type(value) is list:
-                if not all(self._item_passes(name, item) for item in value):
-                    return False
-            elif not validator.is_valid(value):
-                return False
-        return True
-
-    def _item_passes(self, name: str, item: Any) -> bool:
-        key = _memory_key(name + "[]", item)
-        if key is not None and key in self._passed:
-            return True
-        if not self._items[name].is_valid(item):
-            return False
-        if key is not None:
-            self._passed.add(key)
-        return True
+        self._check(document)
 
     def problems(self, document: Any) -> list[tuple[str | None, str]]:
         """Return what is wrong with a document as (field or None, message) pairs; empty when it is valid.
@@ -192,47 +147,307 @@ class JobSchema:
         }
 
 
-def _inline_references(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...] = ()) -> Any:
-    """The schema with each ``$ref`` to a place in ``root`` replaced by the schema found there.
+class _Check:
+    """One part of a schema, compiled to answer whether a value passes it.
 
-    A reference that is recursive, points elsewhere or sits beside keywords is left as it is: the
-    validator, which keeps the root document, still resolves it, only more slowly.
+    ``passes`` answering True means the jsonschema validator would pass the value; False means
+    only that the whole-document validator must look (it also words what is wrong).
     """
+
+    def passes(self, value: Any) -> bool:
+        """Whether the value passes this part of the schema."""
+        raise NotImplementedError
+
+
+class _Anything(_Check):
+    """The schema ``true`` (or one asserting nothing): every value passes."""
+
+    def passes(self, value: Any) -> bool:
+        """Whether the value passes: always."""
+        return True
+
+
+class _Judged(_Check):
+    """A part left whole to its own jsonschema validator, remembering the values that passed.
+
+    A value is remembered under its exact type (1, 1.0 and True are equal in Python, not in a
+    schema), so a value equal and of the same type as one that passed passes without a check.
+
+    :param validator: the jsonschema validator of this part
+    """
+
+    def __init__(self, validator: Validator) -> None:
+        self.validator = validator
+        self._is_valid: Callable[[Any], bool] = validator.is_valid
+        self._passed: set[Any] = set()
+
+    def passes(self, value: Any) -> bool:
+        """Whether the value passes, from memory or from jsonschema."""
+        key = _memory_key(value)
+        if key is not None and key in self._passed:
+            return True
+        if not self._is_valid(value):
+            return False
+        if key is not None:
+            if len(self._passed) >= _MOST_REMEMBERED:
+                self._passed.clear()
+            self._passed.add(key)
+        return True
+
+
+class _Typed(_Check):
+    """A part asserting nothing but ``type``, answered by jsonschema's own type checker.
+
+    The job timestamps are such parts ("format" asserts nothing without a format checker): being
+    new at every write, they would never be found in a memory.
+
+    :param validator: the validator whose type checker decides
+    :param types: the JSON types of which the value must be one
+    """
+
+    def __init__(self, validator: Validator, types: tuple[str, ...]) -> None:
+        self._is_type: Callable[[Any, str], bool] = validator.is_type
+        self._types = types
+
+    def passes(self, value: Any) -> bool:
+        """Whether the value is of one of the types."""
+        is_type = self._is_type
+        for kind in self._types:
+            if is_type(value, kind):
+                return True
+        return False
+
+
+class _Object(_Check):
+    """A part made of "type": "object", "properties", "required" and a boolean "additionalProperties".
+
+    It passes a dict when each field described passes its own part, the required fields are there
+    and, closed, no other field is: what those four keywords assert, and no more.
+
+    :param validator: the jsonschema validator of this whole part, for values that are no plain dict
+    :param fields: each described field's compiled part
+    :param required: the fields that must be present
+    :param closed: whether "additionalProperties" is false
+    :param typed: whether the part says "type": "object"
+    """
+
+    def __init__(self, validator: Validator, fields: dict[str, _Check], required: tuple[str, ...], closed: bool, typed: bool) -> None:
+        self._is_valid: Callable[[Any], bool] = validator.is_valid
+        self._is_type: Callable[[Any, str], bool] = validator.is_type
+        self._fields = fields
+        self._required = required
+        self._closed = closed
+        self._typed = typed
+
+    def passes(self, value: Any) -> bool:
+        """Whether the value passes: field by field for a plain dict, through jsonschema otherwise."""
+        if type(value) is not dict:
+            # A Mapping that is not a dict, or a non-object: jsonschema decides what it makes of it.
+            return self._is_valid(value)
+        if self._typed and not self._is_type(value, "object"):
+            return False
+        fields = self._fields
+        for name, item in value.items():
+            check = fields.get(name)
+            if check is None:
+                if self._closed:
+                    return False
+            elif not check.passes(item):
+                return False
+        for name in self._required:
+            if name not in value:
+                return False
+        return True
+
+
+class _Array(_Check):
+    """A part made of "type": "array" and one "items" schema, so that each item is checked (or remembered) alone.
+
+    :param validator: the jsonschema validator of this whole part, for values that are no plain list
+    :param items: the compiled part every item must pass
+    """
+
+    def __init__(self, validator: Validator, items: _Check) -> None:
+        self._is_valid: Callable[[Any], bool] = validator.is_valid
+        self._is_type: Callable[[Any, str], bool] = validator.is_type
+        self._items = items
+
+    def passes(self, value: Any) -> bool:
+        """Whether the value passes: item by item for a plain list, through jsonschema otherwise."""
+        if type(value) is not list:
+            return self._is_valid(value)
+        if not self._is_type(value, "array"):
+            return False
+        passes = self._items.passes
+        for item in value:
+            if not passes(item):
+                return False
+        return True
+
+
+def _by_field(document: dict[str, Any], validator: Validator) -> _Check | None:
+    """The compiled field-by-field check of a job schema; None when the schema must always be checked whole.
+
+    :param document: the whole (checked) schema
+    :param validator: its validator, built without a format checker, so that "format" asserts nothing
+    """
+    if _scoped(document, top=True) or getattr(validator, "format_checker", None) is not None:
+        return None
+    check = _compile(document, validator, top=True)
+    # A top that is not taken apart (a keyword spanning fields, such as "dependentRequired" or
+    # "if") would only be the whole-document check again, under another name.
+    return check if isinstance(check, _Object) else None
+
+
+def _compile(schema: Any, validator: Validator, top: bool = False) -> _Check:
+    """The compiled check of one part of a schema.
+
+    :param schema: the part, a JSON Schema (a dict or a bool); below the top, with its local
+        references already inlined
+    :param validator: the whole schema's validator, which every part's validator derives from (it
+        keeps the root, so references left in place still resolve)
+    :param top: whether the part is the whole schema (which may also name its dialect and base);
+        each of its fields' schemas is inlined here, once
+    """
+    if schema is True:
+        return _Anything()
+    own = validator if top else validator.evolve(schema=schema)
+    if not isinstance(schema, dict):
+        return _Judged(own)
+    # "format" asserts nothing without a format checker (see _by_field); unknown keywords nothing at all.
+    asserting = {key for key in schema if key in validator.VALIDATORS and key != "format"}
+    allowed_dollar = _TOP_DOLLAR_KEYWORDS if top else _INERT_DOLLAR_KEYWORDS
+    if any(
+        not isinstance(key, str) or (key.startswith("$") and key not in asserting and key not in allowed_dollar)
+        for key in schema
+    ):
+        return _Judged(own)
+    kind = schema.get("type")
+    if not asserting:
+        return _Anything()
+    if asserting == {"type"} and not top:
+        types = (kind,) if isinstance(kind, str) else tuple(kind) if isinstance(kind, list) else None
+        if types is not None and all(isinstance(name, str) for name in types):
+            return _Typed(own, types)
+        return _Judged(own)
+    if asserting <= {"type", "properties", "required", "additionalProperties"} and kind in ("object", None):
+        properties = schema.get("properties", {})
+        required = schema.get("required", [])
+        closed = schema.get("additionalProperties", True)
+        if (
+            isinstance(properties, dict)
+            and isinstance(required, list)
+            and all(isinstance(name, str) for name in required)
+            and isinstance(closed, bool)
+        ):
+            root = validator.schema
+            fields = {
+                name: _compile(_inlined(spec, root) if top and isinstance(root, dict) else spec, validator)
+                for name, spec in properties.items()
+            }
+            return _Object(own, fields, tuple(required), closed is False, kind == "object")
+    if not top and asserting == {"type", "items"} and kind == "array" and isinstance(schema["items"], (dict, bool)):
+        return _Array(own, _compile(schema["items"], validator))
+    return _Judged(own)
+
+
+def _scoped(schema: Any, top: bool = False) -> bool:
+    """Whether a schema uses a keyword that scopes references or changes the dialect, anywhere in it ("$id" and "$schema" below its top)."""
     if isinstance(schema, list):
-        return [_inline_references(item, root, seen) for item in schema]
+        return any(_scoped(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    keys = schema.keys() - {"$id", "$schema"} if top else schema.keys()
+    return bool(keys & _SCOPED_KEYWORDS) or any(_scoped(value) for value in schema.values())
+
+
+class _TooLarge(Exception):
+    """Inlining a field's references would make its schema too large."""
+
+
+def _inlined(schema: Any, root: Mapping[str, Any]) -> Any:
+    """The part with each lone ``{"$ref": "#/..."}`` replaced by the part of ``root`` it points at.
+
+    Resolving a reference through jsonschema's registry at every check costs more than checking
+    the value it names; done once here, the part's validator never meets it. A reference that is
+    recursive, points elsewhere or sits beside other keywords is left for the validator (which
+    keeps the root) to resolve, as is every reference of a part that would grow too large.
+    Only sound while no keyword scopes references (see :func:`_scoped`).
+    """
+    budget = [_MOST_INLINED]
+    try:
+        return _inline(schema, root, (), budget)
+    except _TooLarge:
+        return schema
+
+
+def _inline(schema: Any, root: Mapping[str, Any], seen: tuple[str, ...], budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
+    if isinstance(schema, list):
+        return [_inline(item, root, seen, budget) for item in schema]
     if not isinstance(schema, dict):
         return schema
     reference = schema.get("$ref")
-    if isinstance(reference, str) and len(schema) == 1 and reference.startswith("#/") and reference not in seen:
-        target: Any = root
-        for part in reference[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(target, dict) or part not in target:
-                return schema
-            target = target[part]
-        if isinstance(target, dict) and not target.keys() & {"$id", "$anchor", "$dynamicAnchor", "$dynamicRef"}:
-            return _inline_references(target, root, (*seen, reference))
+    if isinstance(reference, str) and len(schema) == 1:
+        target = _pointed_at(reference, root)
+        if target is not None and reference not in seen:
+            return _inline(target, root, (*seen, reference), budget)
         return schema
-    return {key: _inline_references(value, root, seen) for key, value in schema.items()}
+    return {
+        key: value if key in _DATA_KEYWORDS else _inline(value, root, seen, budget)
+        for key, value in schema.items()
+    }
 
 
-def _memory_key(name: str, value: Any) -> tuple[str, Any] | None:
-    """The key under which a passing field value is remembered; None for values not remembered.
+def _pointed_at(reference: str, root: Mapping[str, Any]) -> dict[str, Any] | bool | None:
+    """The subschema a ``#/...`` JSON pointer names in ``root``; None for any other reference, or one that does not resolve.
 
-    Scalars are tagged with their type, since 1 == 1.0 == True. Small lists and objects are
-    remembered by their strict JSON text (a new job's one-entry ``history`` is the same for
-    every job of a bulk submit), which tells those apart too and refuses NaN.
+    Percent-escaped pointers are left to the registry, which decodes them.
+    """
+    if not reference.startswith("#/") or "%" in reference:
+        return None
+    target: Any = root
+    for part in reference[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, dict) or part not in target:
+            return None
+        target = target[part]
+    return target if isinstance(target, (dict, bool)) else None
+
+
+def _memory_key(value: Any) -> Any:
+    """The key under which a passing value is remembered; None for values not remembered.
+
+    Small lists and objects are remembered too, each part tagged with its exact type, since
+    1 == 1.0 == True and a tuple equals no list yet is no JSON array to jsonschema.
     """
     kind = type(value)
     if kind in _REMEMBERED_TYPES:
-        return None if kind is str and len(value) > _LONGEST_REMEMBERED else (name, (kind, value))
-    if kind is dict and len(value) <= 8 and all(type(item) is str and len(item) <= 256 for item in value.values()):
-        # A flat object of strings, such as a history entry: cheaper to tag than to serialize.
-        return name, (dict, tuple(sorted(value.items())))
+        return None if kind is str and len(value) > _LONGEST_REMEMBERED else (kind, value)
     if kind is not list and kind is not dict:
         return None
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
+        return _frozen(value, [_LONGEST_REMEMBERED])
+    except _NotRemembered:
         return None
-    return None if len(text) > _LONGEST_REMEMBERED else (name, text)
+
+
+class _NotRemembered(Exception):
+    """A value too large, or not plain JSON, to be remembered."""
+
+
+def _frozen(value: Any, budget: list[int]) -> Any:
+    """A hashable, type-tagged image of a JSON value; raises once it spends more than the budget of characters."""
+    kind = type(value)
+    budget[0] -= len(value) if kind is str else 1
+    if budget[0] < 0:
+        raise _NotRemembered
+    if kind in _REMEMBERED_TYPES:
+        return kind, value
+    if kind is list:
+        return kind, tuple(_frozen(item, budget) for item in value)
+    if kind is dict and all(type(key) is str for key in value):
+        return kind, tuple(sorted((key, _frozen(item, budget)) for key, item in value.items()))
+    raise _NotRemembered

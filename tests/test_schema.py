@@ -234,3 +234,155 @@ def test_a_remembered_value_of_another_type_is_checked_again():
         schema.validate({**GOOD, "attempts": True})
     with pytest.raises(InvalidJobError, match="attempts"):
         schema.validate({**GOOD, "attempts": "1"})
+
+
+# The field-by-field check only ever says "passes" or "look closer": every refusal is worded by
+# the whole-document validator. What must hold is that it passes exactly what that validator
+# passes, whatever it remembered, and that the words of a refusal are those of problems().
+
+STAMP = "2026-01-01T00:00:00.000000Z"
+
+
+def custom_schema() -> dict:
+    # Fields of every kind the check takes apart or leaves to jsonschema: a composite value under
+    # a keyword spanning items, a $ref to an object, a recursive $ref, a $ref beside a keyword.
+    schema = published_schema()
+    schema["$defs"] = {
+        "person": {"type": "object", "properties": {"name": {"type": "string", "minLength": 1}}, "required": ["name"], "additionalProperties": False},
+        "node": {"type": "object", "properties": {"label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}},
+        "code": {"type": "string", "pattern": "^[A-Z]+$"},
+    }
+    schema["properties"].update({
+        "priority": {"type": "integer", "minimum": 0, "default": 0},
+        "weight": {"type": "number"},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+        "owner": {"$ref": "#/$defs/person"},
+        "tree": {"$ref": "#/$defs/node"},
+        "code": {"$ref": "#/$defs/code", "maxLength": 3},
+        "extra": {"type": "object", "properties": {"anything": True, "nothing": False}},
+        "note": {"type": ["string", "null"]},
+    })
+    return schema
+
+
+def draft7_schema() -> dict:
+    # Draft 7 ignores the keywords beside a $ref: "level" is an integer, whatever "type" says there.
+    schema = published_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["definitions"] = {"level": {"type": "integer"}}
+    schema["properties"]["level"] = {"$ref": "#/definitions/level", "type": "string"}
+    return schema
+
+
+GOOD_RUNNING = {
+    "id": "job-1", "name": "n", "user": "u", "request": "r", "result": "", "status": "running", "messages": "",
+    "createdAt": STAMP, "updatedAt": STAMP, "startedAt": STAMP, "attempts": 1, "worker": "w",
+    "progress": {"completed": 1, "total": None},
+    "history": [{"status": "pending", "at": STAMP}, {"status": "running", "at": STAMP}, {"status": "running", "at": STAMP}],
+}
+PUBLISHED_CHANGES = [
+    {},
+    {"name": 5}, {"name": None}, {"user": ["a"]}, {"messages": {"a": 1}}, {"request": 1.5}, {"result": True},
+    {"id": ""}, {"id": 7}, {"createdAt": 0}, {"updatedAt": None}, {"cancelRequested": "yes"}, {"canceled": 0},
+    {"status": "sleeping"}, {"status": "Running"}, {"status": None},
+    {"attempts": -1}, {"attempts": True}, {"attempts": 1.5}, {"attempts": 2.0}, {"attempts": "1"},
+    {"progress": {"completed": 1}}, {"progress": {"completed": -1, "total": 3}}, {"progress": {"completed": 1, "total": 2, "x": 0}},
+    {"progress": {"completed": 1.0, "total": None}}, {"progress": [1, 2]}, {"progress": None},
+    {"history": []}, {"history": "yesterday"}, {"history": ({"status": "pending", "at": STAMP},)},
+    {"history": [{"status": "pending"}]}, {"history": [{"at": STAMP}]}, {"history": [{"status": "asleep", "at": STAMP}]},
+    {"history": [{"status": "pending", "at": 1}]}, {"history": [{"status": "pending", "at": STAMP, "by": "me"}]},
+    {"history": [{"status": "pending", "at": STAMP}, "running"]}, {"history": [None]},
+    {"history": [{"status": True, "at": STAMP}]}, {"history": [{"status": "pending", "at": STAMP}, {"status": "running", "at": []}]},
+    {"colour": "blue"}, {"colour": "blue", "nmae": 1, "name": 2}, {"priority": 1},
+]
+CUSTOM_CHANGES = [
+    {"priority": 0}, {"priority": -1}, {"priority": True}, {"priority": 1.0}, {"weight": 2}, {"weight": "2"},
+    {"tags": []}, {"tags": ["a", "b"]}, {"tags": ["a", "b", "c"]}, {"tags": ["a", 1]}, {"tags": ("a",)},
+    {"owner": {"name": "ann"}}, {"owner": {"name": ""}}, {"owner": {}}, {"owner": {"name": "ann", "age": 3}}, {"owner": "ann"},
+    {"tree": {"label": "a", "children": [{"label": "b", "children": []}]}}, {"tree": {"children": [{"label": 1}]}},
+    {"code": "AB"}, {"code": "ab"}, {"code": "ABCD"}, {"code": 5},
+    {"extra": {"anything": object()}}, {"extra": {"nothing": 1}}, {"extra": {"other": 1}}, {"note": None}, {"note": "x"}, {"note": 1},
+]
+
+
+def compare_with_the_whole_document_check(schema: JobSchema, documents: list[dict]) -> None:
+    for document in documents:
+        expected = schema.problems(document)  # jsonschema's iter_errors over the whole document
+        if expected:
+            with pytest.raises(InvalidJobError) as raised:
+                schema.validate(document)
+            assert list(raised.value.problems) == expected, document
+        else:
+            schema.validate(document)
+        if schema._by_field is not None:
+            assert schema._by_field.passes(document) == (not expected), document
+
+
+@pytest.mark.parametrize("make", [published_schema, custom_schema, draft7_schema])
+def test_the_field_by_field_check_agrees_with_the_whole_document_check(make):
+    schema = JobSchema(make())
+    assert schema._by_field is not None
+    changes = PUBLISHED_CHANGES + (CUSTOM_CHANGES if make is custom_schema else [])
+    if make is draft7_schema:
+        changes = changes + [{"level": 1}, {"level": "1"}]
+    documents = [{**GOOD_RUNNING, **change} for change in changes]
+    documents += [{name: value for name, value in GOOD_RUNNING.items() if name != "id"}, {"id": "j"}]
+    # Twice, so that the second round meets every value that passed the first remembered.
+    compare_with_the_whole_document_check(schema, documents)
+    compare_with_the_whole_document_check(schema, documents)
+
+
+def test_every_missing_required_field_is_named_as_before():
+    document = published_schema()
+    document["required"] = ["id", "name", "user"]
+    schema = JobSchema(document)
+    compare_with_the_whole_document_check(schema, [{"id": "j"}, {"name": "n"}, {}, {"id": "j", "name": "n", "user": "u"}])
+    with pytest.raises(InvalidJobError) as raised:
+        schema.validate({"id": "j", "colour": "red"})
+    assert ("name", "required field is missing") in raised.value.problems
+    assert raised.value.problems[-1][0] == "colour"
+    assert raised.value.problems[-1][1].startswith("unknown field (allowed: id, name, user, ")
+
+
+def test_a_mapping_that_is_no_dict_is_left_to_jsonschema():
+    from types import MappingProxyType
+
+    schema = JobSchema()
+    compare_with_the_whole_document_check(schema, [MappingProxyType(dict(GOOD_RUNNING))])
+    with pytest.raises(InvalidJobError, match="is not of type 'object'"):
+        schema.validate(MappingProxyType(dict(GOOD_RUNNING)))
+
+
+@pytest.mark.parametrize("spanning", [
+    {"dependentRequired": {"worker": ["leaseExpiresAt"]}},
+    {"if": {"properties": {"status": {"const": "running"}}}, "then": {"required": ["startedAt"]}},
+    {"minProperties": 3},
+    {"additionalProperties": {"type": "string"}},
+])
+def test_a_keyword_spanning_fields_sends_every_document_through_the_whole_document_check(spanning):
+    document = published_schema()
+    document.update(spanning)
+    schema = JobSchema(document)
+    assert schema._by_field is None
+    without_started = {name: value for name, value in GOOD_RUNNING.items() if name != "startedAt"}
+    compare_with_the_whole_document_check(schema, [GOOD_RUNNING, without_started, {"id": "j"}, {**GOOD_RUNNING, "extra": 1}])
+
+
+@pytest.mark.parametrize("unusual", [
+    {"$defs": {"elsewhere": {"$id": "urn:other", "type": "string"}}},
+    {"$defs": {"anchored": {"$anchor": "here", "type": "string"}}},
+    {"$defs": {"dialect": {"$schema": "http://json-schema.org/draft-07/schema#", "type": "string"}}},
+])
+def test_references_by_scope_or_a_second_base_leave_every_document_to_the_whole_document_check(unusual):
+    document = published_schema()
+    document.update(unusual)
+    schema = JobSchema(document)
+    assert schema._by_field is None
+    compare_with_the_whole_document_check(schema, [GOOD_RUNNING, {**GOOD_RUNNING, "name": 1}])
+
+
+def test_a_reference_is_resolved_once_not_at_each_check():
+    schema = JobSchema()
+    history = schema._by_field._fields["history"]
+    status = history._items._fields["status"]
+    assert status.validator.schema == {**published_schema()["properties"]["status"]}  # inlined: no "$ref" left
