@@ -63,7 +63,13 @@ def crash_round(root: Path, rng: random.Random, acked: dict[str, str]) -> int:
         start_worker(root, "serve", LEASE),
         start_worker(root, "serve", LEASE),
     ]
-    time.sleep(0.3 + rng.uniform(0.0, 0.4))  # long enough to import and write, then some
+    # Kill at a random instant once the processes write: how long they take to start (imports,
+    # on a loaded machine) must not decide whether a round kills anything but starting processes.
+    log, started = root / ".jobstore" / "wal", time.monotonic()
+    size = log.stat().st_size if log.exists() else 0
+    while (log.stat().st_size if log.exists() else 0) == size and time.monotonic() - started < 30:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.4))
     for process in processes:
         process.send_signal(signal.SIGKILL)
     for process in processes:
