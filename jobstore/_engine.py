@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._status import JobStatus
-from ._watch import ChangeWaiter
+from ._watch import POLL_INTERVAL, ChangeWaiter
 
 Document = dict[str, Any]
 
@@ -101,8 +101,11 @@ class Engine(Protocol):
     def check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
         """List every problem of the stored data, changing nothing; ``inspect`` judges one document."""
 
-    def waiter(self) -> ChangeWaiter:
-        """Return a waiter that sleeps until the store may have changed (the caller closes it)."""
+    def waiter(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
+        """Return a waiter that sleeps until the store may have changed (the caller closes it).
+
+        :param interval: seconds between looks, where the engine cannot be told of a change
+        """
 
     def change_token(self) -> Hashable:
         """Return a value that differs once any session has written, without taking the lock.

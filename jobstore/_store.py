@@ -453,8 +453,7 @@ class JobStore:
             timeout = seconds("timeout", timeout)
         interval = seconds("interval", interval, positive=True)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._engine.waiter() as waiter:
-            waiter.interval = interval
+        with self._engine.waiter(interval) as waiter:
             while True:
                 found, state = self.find_job(job_id)
                 if found is None or state is None:

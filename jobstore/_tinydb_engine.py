@@ -46,7 +46,7 @@ from ._files import (
 )
 from ._status import STATES, JobStatus
 from ._wal import FileChange, Record, WriteAheadLog
-from ._watch import ChangeWaiter
+from ._watch import POLL_INTERVAL, ChangeWaiter
 
 #: The folder of the engine's own files, beside the state files.
 META_DIR = ".jobstore"
@@ -444,9 +444,10 @@ class TinyDBEngine:
         where = "" if error.line is None else f" (line {error.line}, column {error.column})"
         return StoreProblem(name, error.detail + where)
 
-    def waiter(self) -> ChangeWaiter:
+    def waiter(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
         """Every write appends to the log in the engine's folder; a file edited by hand changes the root."""
-        return ChangeWaiter([self.root, self.meta], self.change_token, ignored=[self.wal.synced_path.name, self.lock_path.name])
+        ignored = [self.wal.synced_path.name, self.lock_path.name]
+        return ChangeWaiter([self.root, self.meta], self.change_token, interval, ignored)
 
     def change_token(self) -> tuple[int, int, int, int] | None:
         """Every write through jobstore grows or replaces the log; a file made or removed by hand changes the directory."""

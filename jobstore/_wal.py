@@ -103,6 +103,10 @@ class FileChange:
         return result
 
 
+def _synced_checksum(inode: int, offset: int) -> int:
+    return zlib.crc32(struct.pack("<QQ", inode, offset))
+
+
 def _parse_header(header: bytes) -> tuple[bytes, str | None, int | None]:
     """The magic, boot id and base number of a log's first line (None for what it lacks)."""
     words = header.split(b" ")
@@ -315,15 +319,14 @@ class WriteAheadLog:
         if len(data) != _SYNCED.size:
             return False
         noted_inode, noted_offset, checksum = _SYNCED.unpack(data)
-        return bool(checksum == zlib.crc32(data[:16]) and noted_inode == inode and noted_offset >= offset)
+        return bool(checksum == _synced_checksum(noted_inode, noted_offset) and noted_inode == inode and noted_offset >= offset)
 
     def _note(self, inode: int, offset: int) -> None:
         """Tell other processes how far the log is on disk (a hint: a lost note costs a sync, no more)."""
         fd = self._synced_file()
         if fd is not None:
-            data = struct.pack("<QQ", inode, offset)
             try:
-                os.pwrite(fd, data + struct.pack("<I", zlib.crc32(data)), 0)
+                os.pwrite(fd, _SYNCED.pack(inode, offset, _synced_checksum(inode, offset)), 0)
             except OSError:
                 pass
 

@@ -48,7 +48,7 @@ class ChangeWaiter:
     ) -> None:
         self._token = token
         self._ignored = frozenset(ignored)
-        self.interval = interval
+        self._interval = interval
         self._last = token()
         self._inotify: inotify_simple.INotify | None = None
         if inotify_simple is not None:
@@ -79,7 +79,7 @@ class ChangeWaiter:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(left, self.interval * random.uniform(0.5, 1.5)))
+            time.sleep(min(left, self._interval * random.uniform(0.5, 1.5)))
             current = self._token()
             if current != self._last:
                 self._last = current
