@@ -12,6 +12,7 @@ from ._errors import (
     JobStoreError,
     StoreLockTimeout,
     StoreWriteError,
+    UnsafeStoreError,
     WaitTimeout,
 )
 from ._engine import StoreProblem
@@ -33,6 +34,7 @@ __all__ = [
     "StoreLockTimeout",
     "StoreProblem",
     "StoreWriteError",
+    "UnsafeStoreError",
     "WaitTimeout",
     "__version__",
     "published_schema",

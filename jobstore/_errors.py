@@ -164,3 +164,21 @@ class StoreWriteError(JobStoreError, OSError):
 
     def __str__(self) -> str:
         return f"could not write the job store at {self.path}: {self.strerror}; {self.outcome}"
+
+
+class UnsafeStoreError(CorruptStoreError):
+    """A file or folder inside the store is a link jobstore will not follow; nothing was read or written through it.
+
+    A link planted in a store could send a write, a truncation or a new file outside it, into
+    any file the process may write. The store's root itself may be a link; nothing inside it may.
+
+    :param path: the link
+    :param detail: what kind of link it is
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        JobStoreError.__init__(self, f"unsafe store file {path}: {detail}; jobstore never follows a link inside a store, and changed nothing")
+        self.path = path
+        self.detail = detail
+        self.line = None
+        self.column = None

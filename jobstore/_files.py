@@ -9,12 +9,12 @@ import os
 import secrets
 import time
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._errors import CorruptStoreError
+from ._folder import Folder
 
 #: Every temporary file starts with a dot and ends with this, so a store can find its own leftovers.
 TEMP_SUFFIX = ".tmp"
@@ -27,31 +27,10 @@ def _key(status: os.stat_result) -> FileKey:
     return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
-def file_key(path: Path) -> FileKey | None:
+def file_key(folder: Folder, name: str) -> FileKey | None:
     """Return the identity of the file's current version, or None when there is no file."""
-    try:
-        return _key(os.stat(path))
-    except FileNotFoundError:
-        return None
-
-
-def open_writable(path: Path, flags: int, mode: int = 0o666) -> int:
-    """Open ``path`` read-write with ``flags``; on a read-only directory or filesystem, read-only.
-
-    A store there can still be read (flock needs no write access); its writes are refused
-    before they start, with a clear error.
-    """
-    try:
-        return os.open(path, os.O_RDWR | flags, mode)
-    except OSError as error:
-        if not refused_as_read_only(error):
-            raise
-        return os.open(path, os.O_RDONLY)
-
-
-def refused_as_read_only(error: OSError) -> bool:
-    """Whether a write failed because the directory or filesystem is read-only to this process."""
-    return isinstance(error, PermissionError) or error.errno == errno.EROFS
+    status = folder.stat(name)
+    return None if status is None else _key(status)
 
 
 def encode(value: Any) -> bytes:
@@ -81,26 +60,18 @@ def _check_finite(value: Any) -> None:
             _check_finite(item)
 
 
-def sync_directory(directory: Path) -> None:
-    """Make the directory's entries (renames, new and removed files) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> FileKey:
+def write_atomic(folder: Folder, name: str, data: bytes, *, durable: bool = True) -> FileKey:
     """Replace the file's content so that a crash at any instant leaves either the old or the new file.
 
-    :param path: the file to replace (or create)
+    :param folder: the folder of the file
+    :param name: the file to replace (or create)
     :param data: its new content
-    :param durable: fsync the file and its directory, so the change also survives a power loss
+    :param durable: fsync the file and its folder, so the change also survives a power loss
     :returns: the identity of the version written
     """
-    mtime = _next_mtime(path)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mtime = _next_mtime(folder, name)
+    temp = f".{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    fd = folder.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:
             view = memoryview(data)
@@ -112,24 +83,24 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> FileKey:
             key = _key(os.fstat(fd))
         finally:
             os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
+        folder.replace(temp, folder, name)
+    except BaseException as error:
         with suppress(OSError):
-            os.unlink(temp)
+            folder.remove(temp)
+        if isinstance(error, OSError):
+            error.filename = error.filename or str(folder.path / name)
         raise
     if durable:
-        sync_directory(path.parent)
+        folder.sync()
     return key
 
 
-def _next_mtime(path: Path, current: FileKey | None = None) -> int:
+def _next_mtime(folder: Folder, name: str, current: FileKey | None = None) -> int:
     if current is not None:
         previous = current[3]
     else:
-        try:
-            previous = os.stat(path).st_mtime_ns
-        except FileNotFoundError:
-            previous = 0
+        status = folder.stat(name)
+        previous = 0 if status is None else status.st_mtime_ns
     # Readers keep a parsed file while (inode, size, mtime) is unchanged. Inodes are reused and the
     # kernel's file clock is coarse, so two writes could look alike: keep each path's mtime rising.
     return max(time.time_ns(), previous + 1)
@@ -145,24 +116,23 @@ def _renameat2() -> Any:
 
 
 _RENAMEAT2 = _renameat2()
-_AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths' files in one atomic step; False where the system or filesystem cannot."""
+def _exchange(folder: Folder, name: str, target: Folder, target_name: str) -> bool:
+    """Swap two files in one atomic step; False where the system or filesystem cannot."""
     if _RENAMEAT2 is None:
         return False
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+    if _RENAMEAT2(folder.fd, os.fsencode(name), target.fd, os.fsencode(target_name), _RENAME_EXCHANGE) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
         return False
-    raise OSError(code, os.strerror(code), str(second))
+    raise OSError(code, os.strerror(code), str(target.path / target_name))
 
 
-def prepare_spare(path: Path, data: bytes, spare: Path, current: FileKey | None = None) -> FileKey:
-    """Write a file's next content into its spare, ready for :func:`swap_in`; nothing is synced.
+def prepare_spare(folder: Folder, name: str, data: bytes, spares: Folder, current: FileKey | None = None) -> FileKey:
+    """Write a file's next content into its spare (of the same name), ready for :func:`swap_in`; nothing is synced.
 
     The spare is a file kept beside the store for this: reusing it spares the filesystem creating
     and freeing an inode per write, several times the cost of the write itself. A crash while it
@@ -171,14 +141,13 @@ def prepare_spare(path: Path, data: bytes, spare: Path, current: FileKey | None 
     :param current: the identity of the file now, when the caller knows it (None: no file, or unknown)
     :returns: the identity the file will have once swapped in
     """
-    mtime = _next_mtime(path, current)
-    fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
-    if os.fstat(fd).st_nlink > 1:
+    mtime = _next_mtime(folder, name, current)
+    status = spares.stat(name)
+    if status is not None and status.st_nlink > 1:
         # The old version of a file that a checkpoint linked into its base: that copy must stay
         # as it is, so the spare starts anew on a fresh inode.
-        os.close(fd)
-        os.unlink(spare)
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        spares.remove(name)
+    fd = spares.open(name, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
         offset = 0
         view = memoryview(data)
@@ -188,30 +157,33 @@ def prepare_spare(path: Path, data: bytes, spare: Path, current: FileKey | None 
         os.utime(fd, ns=(mtime, mtime))
         return _key(os.fstat(fd))
     except OSError as error:
-        error.filename = error.filename or str(spare)
+        error.filename = error.filename or str(spares.path / name)
         raise
     finally:
         os.close(fd)
 
 
-def swap_in(spare: Path, path: Path) -> None:
+def swap_in(spares: Folder, folder: Folder, name: str) -> None:
     """Make the prepared spare the file in one atomic step: a reader sees the old file or the new one.
 
     The old version becomes the spare, to be written over next time.
     """
-    if not _exchange(spare, path):
-        os.replace(spare, path)
+    if not _exchange(spares, name, folder, name):
+        spares.replace(name, folder, name)
 
 
-def read_json(path: Path) -> tuple[Any, FileKey] | None:
+def read_json(folder: Folder, name: str) -> tuple[Any, FileKey] | None:
     """Parse a store file.
 
-    :param path: the file to read
+    :param folder: the folder of the file
+    :param name: the file to read
     :returns: the value and the identity of the version read, or None when there is no file
     :raises CorruptStoreError: when the file is not UTF-8 JSON, naming the file and the position
+    :raises UnsafeStoreError: when the file is a symbolic link
     """
+    path = folder.path / name
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = folder.open(name, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -234,14 +206,14 @@ def read_json(path: Path) -> tuple[Any, FileKey] | None:
     raise CorruptStoreError(str(path), "not valid JSON")
 
 
-def remove_temporary_files(directory: Path) -> list[Path]:
+def remove_temporary_files(folder: Folder) -> list[str]:
     """Delete the temporary files a killed writer left behind; call only while holding the store lock.
 
-    :returns: the files removed
+    :returns: the names of the files removed
     """
     removed = []
-    for leftover in directory.glob(f".*{TEMP_SUFFIX}"):
-        with suppress(FileNotFoundError):
-            leftover.unlink()
-            removed.append(leftover)
+    for name in folder.names():
+        if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+            folder.remove(name)
+            removed.append(name)
     return removed

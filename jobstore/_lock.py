@@ -58,12 +58,20 @@ class StoreLock:
     :param path: the lock file, created when missing
     :param timeout: seconds to wait for the lock; a negative value waits for ever
     :param opener: opens (creating when missing) the lock file and returns a descriptor
+    :param status: the status of the file now at the lock's path, None when there is none
     """
 
-    def __init__(self, path: os.PathLike[str], timeout: float, opener: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        path: os.PathLike[str],
+        timeout: float,
+        opener: Callable[[], int],
+        status: Callable[[], os.stat_result | None],
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self._open = opener
+        self._status = status
         self._fd: int | None = None
         self._pid = 0
         # The file lock excludes other processes; this one, other threads sharing the store.
@@ -94,11 +102,9 @@ class StoreLock:
                 self._wait(deadline)
             # A lock file removed or replaced by hand would let another process lock the new file
             # while this one holds the old: hold the lock only on the file now at the path.
-            try:
-                if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
-                    return self._fd
-            except FileNotFoundError:
-                pass
+            now = self._status()
+            if now is not None and os.path.samestat(os.fstat(self._fd), now):
+                return self._fd
             unlock_descriptor(self._fd)
             os.close(self._fd)
             self._fd = None

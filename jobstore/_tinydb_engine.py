@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -28,22 +28,20 @@ from tinydb.table import Document as TinyDocument
 from tinydb.table import Table
 
 from ._engine import Batch, Document, StoreProblem
-from ._errors import CorruptStoreError, JobStoreError, StoreWriteError
-from ._lock import StoreLock
+from ._errors import CorruptStoreError, JobStoreError, StoreWriteError, UnsafeStoreError
 from ._files import (
     TEMP_SUFFIX,
     FileKey,
     encode,
     file_key,
-    open_writable,
     prepare_spare,
     read_json,
-    refused_as_read_only,
     remove_temporary_files,
     swap_in,
-    sync_directory,
     write_atomic,
 )
+from ._folder import Folder
+from ._lock import StoreLock
 from ._status import STATES, JobStatus
 from ._wal import FileChange, Record, WriteAheadLog
 from ._watch import POLL_INTERVAL, ChangeWaiter
@@ -116,9 +114,10 @@ class SegmentStorage(Storage):
     before any file is replaced, so that a batch touching several files is all or nothing.
     """
 
-    def __init__(self, path: Path, state: JobStatus) -> None:
+    def __init__(self, path: Path, state: JobStatus, folder: Callable[[], Folder]) -> None:
         self.path = path
         self.state = state
+        self._folder = folder
         self.table: dict[str, Document] = {}
         self.key: FileKey | None = None
         self.staged: dict[str, Document] | None = None
@@ -127,7 +126,7 @@ class SegmentStorage(Storage):
         """Parse the file again if ``key`` (its identity now) differs from the one read; True if it did."""
         if key == self.key:
             return False
-        loaded = read_json(self.path)
+        loaded = read_json(self._folder(), self.path.name)
         if loaded is None:
             self.table, self.key = {}, None
         else:
@@ -198,10 +197,10 @@ class SegmentDatabase(TinyDB):
 class Segment:
     """One segment file: its number in the state's sequence, its storage and its TinyDB table."""
 
-    def __init__(self, root: Path, state: JobStatus, number: int) -> None:
+    def __init__(self, root: Path, state: JobStatus, number: int, folder: Callable[[], Folder]) -> None:
         self.number = number
         self.name = segment_file_name(state, number)
-        database = SegmentDatabase(root / self.name, state)
+        database = SegmentDatabase(root / self.name, state, folder)
         self.storage = cast(SegmentStorage, database.storage)
         self.table = cast(JobTable, database.table(state.value))
 
@@ -221,9 +220,10 @@ class StateTable:
     append needs only the last one, a lookup by id all of them.
     """
 
-    def __init__(self, root: Path, state: JobStatus) -> None:
+    def __init__(self, root: Path, state: JobStatus, folder: Callable[[], Folder]) -> None:
         self.root = root
         self.state = state
+        self.folder = folder
         self.segments: dict[int, Segment] = {}
         self.index: dict[str, int] = {}
         self._fresh: set[int] = set()
@@ -235,7 +235,7 @@ class StateTable:
                 self.unindex(number, self.segments.pop(number).storage.table)
             for number in numbers:
                 if number not in self.segments:
-                    self.segments[number] = Segment(self.root, self.state, number)
+                    self.segments[number] = Segment(self.root, self.state, number, self.folder)
             self.segments = dict(sorted(self.segments.items()))
         self._fresh = set()
 
@@ -243,11 +243,7 @@ class StateTable:
         """Return the segment, re-read first if its file changed since this process read it."""
         segment = self.segment(number)
         if number not in self._fresh:
-            try:
-                status = os.stat(segment.storage.path)
-                key: FileKey | None = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
-            except FileNotFoundError:
-                key = None
+            key = file_key(self.folder(), segment.name)
             old = segment.storage.table
             if segment.storage.refresh(key):
                 self.unindex(number, old)
@@ -284,7 +280,7 @@ class StateTable:
         """Return the segment with that number, making an empty one when there is none yet."""
         segment = self.segments.get(number)
         if segment is None:
-            segment = self.segments[number] = Segment(self.root, self.state, number)
+            segment = self.segments[number] = Segment(self.root, self.state, number, self.folder)
             self.segments = dict(sorted(self.segments.items()))
         return segment
 
@@ -343,6 +339,20 @@ class TinyDBSession:
         self._engine.commit(batch)
 
 
+class _Folders(threading.local):
+    """The store's folders as one thread's session opened them (each thread opens its own)."""
+
+    root: Folder | None = None
+    meta: Folder | None = None
+    spares: Folder | None = None
+
+    def close(self) -> None:
+        for folder in (self.spares, self.meta, self.root):
+            if folder is not None:
+                folder.close()
+        self.root = self.meta = self.spares = None
+
+
 class TinyDBEngine:
     """Jobs in segmented JSON files per state under ``root``, safe across processes, threads and crashes.
 
@@ -368,22 +378,24 @@ class TinyDBEngine:
         self.root = root
         self.meta = root / META_DIR
         self.spares = self.meta / "spare"
-        self.spares.mkdir(parents=True, exist_ok=True)
+        with Folder.root(root, create=True) as top, top.child(META_DIR, create=True) as meta:
+            meta.child(self.spares.name, create=True).close()
         self.lock_timeout = lock_timeout
         self.durable = durable
         self.segment_size = segment_size
         self.lock_path = self.meta / "lock"
         self.wal = WriteAheadLog(self.meta / "wal", durable=durable)
-        self._tables = {state: StateTable(root, state) for state in STATES}
+        self._folders = _Folders()
+        self._tables = {state: StateTable(root, state, self._root_folder) for state in STATES}
         self._fresh: set[JobStatus] = set()
         self._listing: dict[JobStatus, set[int]] | None = None
         self._listing_key: tuple[object, int] | None = None
-        self._lock = StoreLock(self.lock_path, lock_timeout, self._open_lock_file)
+        self._lock = StoreLock(self.lock_path, lock_timeout, self._open_lock_file, self._lock_status)
         self._swept = False
 
     @contextmanager
     def session(self) -> Iterator[TinyDBSession]:
-        with self._lock.held():
+        with self._opened(), self._lock.held():
             self._begin()
             yield TinyDBSession(self)
             mark = self.wal.mark()
@@ -394,9 +406,38 @@ class TinyDBEngine:
             outcome = "the write was logged, but the disk did not confirm it is durable: a power loss may undo it"
             raise self._write_error(error, outcome) from error
 
+    @contextmanager
+    def _opened(self) -> Iterator[None]:
+        """Open the root and the engine's folder for this thread's session, never through a link inside the store.
+
+        Opened again each session: a folder removed and made anew by hand is the new one.
+        """
+        folders = self._folders
+        try:
+            folders.root = Folder.root(self.root, create=True)
+            folders.meta = folders.root.child(META_DIR, create=True)
+            yield
+        finally:
+            folders.close()
+
+    def _root_folder(self) -> Folder:
+        assert self._folders.root is not None, "the store's folders are used outside a session"
+        return self._folders.root
+
+    def _meta_folder(self) -> Folder:
+        assert self._folders.meta is not None, "the store's folders are used outside a session"
+        return self._folders.meta
+
+    def _spare_folder(self) -> Folder:
+        """The spares' folder, made anew when missing (it holds nothing that must survive)."""
+        if self._folders.spares is None:
+            self._folders.spares = self._meta_folder().child(self.spares.name, create=True)
+        return self._folders.spares
+
     def _begin(self) -> None:
         """Start a session under the lock: forget what was checked last time, complete logged writes."""
         self._fresh.clear()
+        self.wal.folder = self._meta_folder()
         self._recover()
 
     def check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
@@ -405,38 +446,63 @@ class TinyDBEngine:
         A damaged log is reported too, and the files are still checked: nothing here depends on
         a repair having run.
         """
-        problems: list[StoreProblem] = []
-        with self._lock.held():
+        try:
+            with self._opened(), self._lock.held():
+                return self._check(inspect)
+        except UnsafeStoreError as error:
+            # The engine's folder or lock is a link: nothing can be locked or read safely.
+            return [self._problem(error)]
+
+    def _check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
+        problems = [self._problem(UnsafeStoreError(link, "it is a symbolic link")) for link in self._links()]
+        try:
+            self._begin()
+            expected = self.wal.last_changes()
+        except CorruptStoreError as error:
+            if not isinstance(error, UnsafeStoreError):  # links are listed already
+                problems.append(self._problem(error))
+            expected = {}
+        holders: dict[str, str] = {}
+        root = self._root_folder()
+        names = sorted(root.names())
+        links = set(root.links())
+        for name in names:
+            parsed = parse_segment_file_name(name)
+            if name in links:
+                continue
+            if parsed is None:
+                if name != META_DIR and not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+                    problems.append(StoreProblem(name, "unknown file: not a state file of this store, and left alone"))
+                continue
             try:
-                self._begin()
-                expected = self.wal.last_changes()
+                loaded = read_json(root, name)
+                table = {} if loaded is None else check_table(self.root / name, parsed[0], loaded[0])
             except CorruptStoreError as error:
                 problems.append(self._problem(error))
-                expected = {}
-            holders: dict[str, str] = {}
-            with os.scandir(self.root) as entries:
-                names = sorted(entry.name for entry in entries)
-            for name in names:
-                parsed = parse_segment_file_name(name)
-                if parsed is None:
-                    if name != META_DIR and not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
-                        problems.append(StoreProblem(name, "unknown file: not a state file of this store, and left alone"))
-                    continue
-                try:
-                    loaded = read_json(self.root / name)
-                    table = {} if loaded is None else check_table(self.root / name, parsed[0], loaded[0])
-                except CorruptStoreError as error:
-                    problems.append(self._problem(error))
-                    continue
-                for job_id, document in table.items():
-                    problems += [StoreProblem(name, detail, job_id) for detail in inspect(document)]
-                    if job_id in holders:
-                        problems.append(StoreProblem(name, f"the job is also in {holders[job_id]}", job_id))
-                    holders.setdefault(job_id, name)
-            for name, change in sorted(expected.items()):
-                if not change.delete and name not in names:
-                    problems.append(StoreProblem(name, "missing: the last write logged to it left it in place, and none removed it"))
+                continue
+            for job_id, document in table.items():
+                problems += [StoreProblem(name, detail, job_id) for detail in inspect(document)]
+                if job_id in holders:
+                    problems.append(StoreProblem(name, f"the job is also in {holders[job_id]}", job_id))
+                holders.setdefault(job_id, name)
+        for name, change in sorted(expected.items()):
+            if not change.delete and name not in names:
+                problems.append(StoreProblem(name, "missing: the last write logged to it left it in place, and none removed it"))
         return problems
+
+    def _links(self) -> list[str]:
+        """The paths of the symbolic links among the store's files and folders (the root's own aside)."""
+        found = [self.root / name for name in self._root_folder().links()]
+        meta = self._meta_folder()
+        found += [self.meta / name for name in meta.links()]
+        for name in meta.names():
+            if name == self.spares.name or name.startswith(BASE_PREFIX):
+                try:
+                    with meta.child(name) as folder:
+                        found += [folder.path / entry for entry in folder.links()]
+                except (CorruptStoreError, OSError):
+                    pass  # a link (listed above) or a file in a folder's place
+        return [str(path) for path in sorted(found)]
 
     def _problem(self, error: CorruptStoreError) -> StoreProblem:
         path = Path(error.path)
@@ -452,18 +518,16 @@ class TinyDBEngine:
     def change_token(self) -> tuple[int, int, int, int] | None:
         """Every write through jobstore grows or replaces the log; a file made or removed by hand changes the directory."""
         try:
-            log, directory = os.stat(self.wal.path), os.stat(self.root)
+            log, directory = os.lstat(self.wal.path), os.stat(self.root)
         except FileNotFoundError:
             return None
         return log.st_ino, log.st_size, log.st_mtime_ns, directory.st_mtime_ns
 
     def _open_lock_file(self) -> int:
-        try:
-            self.spares.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            if not refused_as_read_only(error):
-                raise
-        return open_writable(self.lock_path, os.O_CREAT)
+        return self._meta_folder().open_writable(self.lock_path.name, os.O_CREAT)
+
+    def _lock_status(self) -> os.stat_result | None:
+        return self._meta_folder().stat(self.lock_path.name)
 
     def table(self, state: JobStatus) -> StateTable:
         """Return the state's table, in line with the files present this session."""
@@ -480,14 +544,14 @@ class TinyDBEngine:
         removed by hand changes the directory's modification time: while neither moved, the
         last listing stands.
         """
-        key = (self.wal.position(), os.stat(self.root).st_mtime_ns)
+        root = self._root_folder()
+        key = (self.wal.position(), os.fstat(root.fd).st_mtime_ns)
         if self._listing is None or key != self._listing_key:
             listing: dict[JobStatus, set[int]] = {state: set() for state in STATES}
-            with os.scandir(self.root) as entries:
-                for entry in entries:
-                    parsed = parse_segment_file_name(entry.name)
-                    if parsed is not None:
-                        listing[parsed[0]].add(parsed[1])
+            for name in root.names():
+                parsed = parse_segment_file_name(name)
+                if parsed is not None:
+                    listing[parsed[0]].add(parsed[1])
             self._listing, self._listing_key = listing, key
         return self._listing
 
@@ -501,7 +565,7 @@ class TinyDBEngine:
                 numbers.add(segment.number)
             else:
                 numbers.discard(segment.number)
-        self._listing_key = (self.wal.position(), os.stat(self.root).st_mtime_ns)
+        self._listing_key = (self.wal.position(), os.fstat(self._root_folder().fd).st_mtime_ns)
 
     # Writing
 
@@ -559,7 +623,7 @@ class TinyDBEngine:
                 code = errno.EROFS if read_only else errno.EACCES
                 raise StoreWriteError(str(path), OSError(code, os.strerror(code)))
         # Spares hold nothing that must survive: if they were removed, by hand say, start afresh.
-        self.spares.mkdir(parents=True, exist_ok=True)
+        self._spare_folder()
 
     def _plan(self, batch: Batch) -> list[_SegmentChange]:
         changes: dict[tuple[JobStatus, int], _SegmentChange] = {}
@@ -611,7 +675,7 @@ class TinyDBEngine:
         if not staged and segment.number != self._tables[change.state].last_number():
             return FileChange(state, delete=True, before=before)
         data = encode({state: staged})
-        after = prepare_spare(storage.path, data, self.spares / segment.name, before)
+        after = prepare_spare(self._root_folder(), segment.name, data, self._spare_folder(), before)
         return FileChange(state, puts=change.puts, removes=sorted(change.removes), before=before, after=after)
 
     def _flush(self, segment: Segment, change: FileChange) -> None:
@@ -621,13 +685,12 @@ class TinyDBEngine:
             self._delete_file(segment.name)
             self._tables[storage.state].segments.pop(segment.number, None)
         else:
-            swap_in(self.spares / segment.name, storage.path)
+            swap_in(self._spare_folder(), self._root_folder(), segment.name)
         storage.table, storage.key, storage.staged = storage.staged, change.after, None
 
     def _delete_file(self, name: str) -> None:
-        for path in (self.root / name, self.spares / name):
-            with suppress(FileNotFoundError):
-                path.unlink()
+        self._root_folder().remove(name)
+        self._spare_folder().remove(name)
 
     def _after_write(self, erased: bool) -> None:
         """Checkpoint when the log has grown, or when a write removed jobs, so that no copy of them stays on disk."""
@@ -641,35 +704,37 @@ class TinyDBEngine:
 
         The old log, the old base and the spares then go: they may hold documents since removed.
         """
+        root, meta = self._root_folder(), self._meta_folder()
         names = self._state_file_names()
         if self.durable:
             for name in self.wal.mentioned & names:
                 with suppress(FileNotFoundError):
-                    fd = os.open(self.root / name, os.O_RDONLY)
+                    fd = root.open(name, os.O_RDONLY)
                     try:
                         os.fsync(fd)
                     finally:
                         os.close(fd)
-            sync_directory(self.root)
+            root.sync()
         number = self.wal.base + 1
-        base = self.meta / f"{BASE_PREFIX}{number}"
-        shutil.rmtree(base, ignore_errors=True)  # left by a checkpoint that died before its log
-        base.mkdir()
-        for name in names:
-            os.link(self.root / name, base / name)
-        if self.durable:
-            sync_directory(base)
-            sync_directory(self.meta)
+        base_name = f"{BASE_PREFIX}{number}"
+        meta.remove_folder(base_name)  # left by a checkpoint that died before its log
+        with meta.child(base_name, create=True) as base:
+            for name in names:
+                root.link(name, base, name)
+            if self.durable:
+                base.sync()
+                meta.sync()
         self.wal.checkpoint(number)
-        for entry in os.scandir(self.meta):
-            if entry.name.startswith(BASE_PREFIX) and entry.name != base.name:
-                shutil.rmtree(entry.path, ignore_errors=True)
-        shutil.rmtree(self.spares, ignore_errors=True)
-        self.spares.mkdir(exist_ok=True)
+        for name in meta.names():
+            if name.startswith(BASE_PREFIX) and name != base_name:
+                meta.remove_folder(name)
+        if self._folders.spares is not None:
+            self._folders.spares.close()
+            self._folders.spares = None
+        meta.remove_folder(self.spares.name)
 
     def _state_file_names(self) -> set[str]:
-        with os.scandir(self.root) as entries:
-            return {entry.name for entry in entries if parse_segment_file_name(entry.name) is not None}
+        return {name for name in self._root_folder().names() if parse_segment_file_name(name) is not None}
 
     # Recovery
 
@@ -688,8 +753,8 @@ class TinyDBEngine:
     def _complete_logged_writes(self) -> None:
         if not self._swept:
             try:
-                remove_temporary_files(self.root)
-                remove_temporary_files(self.meta)
+                remove_temporary_files(self._root_folder())
+                remove_temporary_files(self._meta_folder())
                 self._swept = True
             except OSError:
                 pass  # a read-only store keeps its leftovers, which no reader looks at
@@ -742,11 +807,12 @@ class TinyDBEngine:
         A file already in the version the record made is left as it is: on a full disk, the note
         that a record was applied can fail to be logged, and rewriting would need room too.
         """
+        root = self._root_folder()
         for name, change in record.files.items():
-            now = file_key(self.root / name)
+            now = file_key(root, name)
             if (now is None) if change.delete else (now is not None and now == change.after):
                 continue
-            current = read_json(self.root / name)
+            current = read_json(root, name)
             state = JobStatus(change.state)
             before = check_table(self.root / name, state, current[0]) if current else None
             self._write_table(name, state, change.applied_to(before), durable=False)
@@ -764,19 +830,24 @@ class TinyDBEngine:
         """
         tables: dict[str, tuple[JobStatus, dict[str, Any] | None]] = {}
         if base is not None:
-            folder = self.meta / f"{BASE_PREFIX}{base}"
-            # A base removed by hand: the files as they are are the best base left.
-            source = folder if folder.is_dir() else self.root
             for name in self._state_file_names():
                 parsed = parse_segment_file_name(name)
                 assert parsed is not None
                 tables[name] = (parsed[0], None)
-            with os.scandir(source) as entries:
-                for entry in entries:
-                    parsed = parse_segment_file_name(entry.name)
-                    loaded = None if parsed is None else read_json(Path(entry.path))
+            # A base removed by hand: the files as they are are the best base left.
+            meta = self._meta_folder()
+            base_name = f"{BASE_PREFIX}{base}"
+            source = meta.child(base_name) if meta.stat(base_name) is not None else None
+            try:
+                folder = source or self._root_folder()
+                for name in folder.names():
+                    parsed = parse_segment_file_name(name)
+                    loaded = None if parsed is None else read_json(folder, name)
                     if parsed is not None and loaded is not None:
-                        tables[entry.name] = (parsed[0], check_table(Path(entry.path), parsed[0], loaded[0]))
+                        tables[name] = (parsed[0], check_table(folder.path / name, parsed[0], loaded[0]))
+            finally:
+                if source is not None:
+                    source.close()
         for record in records:
             for name, change in record.files.items():
                 before = tables.get(name, (None, None))[1]
@@ -790,4 +861,4 @@ class TinyDBEngine:
         if table is None:
             self._delete_file(name)
         else:
-            write_atomic(self.root / name, encode({state.value: table}), durable=durable)
+            write_atomic(self._root_folder(), name, encode({state.value: table}), durable=durable)

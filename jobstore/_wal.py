@@ -31,7 +31,8 @@ from typing import Any
 import orjson
 
 from ._errors import CorruptStoreError
-from ._files import FileKey, open_writable, write_atomic
+from ._files import FileKey, write_atomic
+from ._folder import Folder
 
 _MAGIC = b"jobstore-wal 2"
 #: Logs written before the base folders: their first record for each file holds its whole table.
@@ -174,6 +175,9 @@ class WriteAheadLog:
     def __init__(self, path: Path, *, durable: bool = True, checkpoint_bytes: int = 16 << 20) -> None:
         self.path = path
         self.synced_path = path.with_name(path.name + ".synced")
+        #: the log's folder, opened by the session that uses the log: every file of the log is
+        #: opened through it (see ``_folder``)
+        self.folder: Folder | None = None
         #: the base folder the open log's records start from
         self.base = 0
         #: the open log predates base folders: it must be checkpointed before anything is added to it
@@ -196,9 +200,10 @@ class WriteAheadLog:
 
     def catch_up(self) -> Catchup:
         """Read what other processes appended since this process last looked; say what needs repair."""
-        try:
-            status = os.stat(self.path)
-        except FileNotFoundError:
+        if self.durable:
+            self._synced_file()  # a link planted in its place is refused now, before anything is written
+        status = self._folder.stat(self.path.name)
+        if status is None:
             self._start()
             return Catchup()
         if status.st_ino != self._inode:
@@ -287,6 +292,7 @@ class WriteAheadLog:
             return None
         if self._synced[0] == self._inode and self._synced[1] >= self._offset:
             return None
+        self._synced_file()  # opened here, under the lock, where the session's folder is open
         return os.dup(self._fd), self._inode, self._offset
 
     def settle(self, mark: tuple[int, int, int] | None) -> None:
@@ -312,7 +318,7 @@ class WriteAheadLog:
 
     def _noted(self, inode: int, offset: int) -> bool:
         """Whether another process's note says the log is on disk up to ``offset``."""
-        fd = self._synced_file()
+        fd = self._synced_fd
         if fd is None:
             return False
         data = os.pread(fd, _SYNCED.size, 0)
@@ -323,7 +329,7 @@ class WriteAheadLog:
 
     def _note(self, inode: int, offset: int) -> None:
         """Tell other processes how far the log is on disk (a hint: a lost note costs a sync, no more)."""
-        fd = self._synced_file()
+        fd = self._synced_fd
         if fd is not None:
             try:
                 os.pwrite(fd, _SYNCED.pack(inode, offset, _synced_checksum(inode, offset)), 0)
@@ -331,9 +337,10 @@ class WriteAheadLog:
                 pass
 
     def _synced_file(self) -> int | None:
+        """Open the note's file, once; only under the lock, where the session's folder is open."""
         if self._synced_fd is None:
             try:
-                self._synced_fd = open_writable(self.synced_path, os.O_CREAT)
+                self._synced_fd = self._folder.open_writable(self.synced_path.name, os.O_CREAT)
             except OSError:
                 return None
         return self._synced_fd
@@ -357,14 +364,22 @@ class WriteAheadLog:
         return b"%s boot=%s base=%d" % (_MAGIC, self._boot_name().encode(), self.base)
 
     def _start(self) -> None:
-        write_atomic(self.path, self._header() + b"\n", durable=self.durable)
-        self._open(os.stat(self.path).st_ino)
+        folder = self._folder
+        key = write_atomic(folder, self.path.name, self._header() + b"\n", durable=self.durable)
+        self._open(key[1])
         self._offset = len(self._header()) + 1
         self.mentioned = set()
         self.legacy = False
         if self.durable and self._inode is not None:
             self._synced = (self._inode, self._offset)
+            self._synced_file()
             self._note(self._inode, self._offset)
+
+    @property
+    def _folder(self) -> Folder:
+        if self.folder is None:
+            raise RuntimeError("the write-ahead log is used outside a session")
+        return self.folder
 
     @property
     def _log(self) -> int:
@@ -376,7 +391,7 @@ class WriteAheadLog:
     def _open(self, inode: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        self._fd = open_writable(self.path, os.O_APPEND)  # read-only on a read-only store: followed, never written
+        self._fd = self._folder.open_writable(self.path.name, os.O_APPEND)  # read-only on a read-only store: followed, never written
         self._inode = inode
         self._offset = 0
         self._stray = False

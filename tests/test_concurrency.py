@@ -85,7 +85,7 @@ def test_a_process_follows_others_writes_from_the_log_without_reading_files_agai
     assert len(reader.get_pending_jobs()) == 6
     reads = []
     real_read = _tinydb_engine.read_json
-    monkeypatch.setattr(_tinydb_engine, "read_json", lambda path: reads.append(path.name) or real_read(path))
+    monkeypatch.setattr(_tinydb_engine, "read_json", lambda folder, name: reads.append(name) or real_read(folder, name))
     writer.set_job_running(jobs[0]["id"], {"messages": "by the writer"})
     writer.update_job_result(jobs[1]["id"], "done")
     writer.delete_job(jobs[2]["id"])

@@ -119,7 +119,8 @@ def test_a_write_whose_record_never_reached_the_disk_is_undone_in_every_file(roo
 def test_the_base_keeps_what_a_checkpoint_synced_and_nothing_after(root):
     store = JobStore(root)
     jobs = store.create_jobs([{"name": str(n)} for n in range(3)])
-    store._engine._checkpoint()
+    with store._engine.session():
+        store._engine._checkpoint()
     base = next((root / ".jobstore").glob("base-*"))
     linked = json.loads((base / "pending.json").read_text())["pending"]
     assert list(linked) == [job["id"] for job in jobs]

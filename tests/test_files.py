@@ -73,11 +73,11 @@ def test_a_store_reopens_what_another_wrote(root):
 def test_each_rewrite_of_a_file_has_a_new_identity_even_when_the_clock_stands_still(tmp_path, monkeypatch):
     # Readers reuse a parsed file while its (inode, size, mtime) is unchanged; inodes are reused,
     # so the writer must make mtime rise even on a coarse or stopped clock.
-    from jobstore import _files
+    from jobstore import _files, _folder
 
     monkeypatch.setattr(_files.time, "time_ns", lambda: 1_000_000_000)
-    path = tmp_path / "table.json"
-    keys = [_files.write_atomic(path, b"same size", durable=False) for _ in range(50)]
-    assert len(set(keys)) == 50
-    assert [key[3] for key in keys] == list(range(1_000_000_000, 1_000_000_050))
-    assert keys[-1] == _files.file_key(path)
+    with _folder.Folder.root(tmp_path) as folder:
+        keys = [_files.write_atomic(folder, "table.json", b"same size", durable=False) for _ in range(50)]
+        assert len(set(keys)) == 50
+        assert [key[3] for key in keys] == list(range(1_000_000_000, 1_000_000_050))
+        assert keys[-1] == _files.file_key(folder, "table.json")

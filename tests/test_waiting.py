@@ -44,7 +44,7 @@ def test_a_wait_reads_no_file_while_nothing_changes(root, monkeypatch):
     store.find_job(job["id"])
     reads = []
     original = _tinydb_engine.read_json
-    monkeypatch.setattr(_tinydb_engine, "read_json", lambda path: reads.append(path) or original(path))
+    monkeypatch.setattr(_tinydb_engine, "read_json", lambda folder, name: reads.append(name) or original(folder, name))
     with pytest.raises(WaitTimeout):
         store.block_until_complete(job["id"], timeout=0.5)
     assert reads == []
