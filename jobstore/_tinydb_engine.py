@@ -378,8 +378,11 @@ class TinyDBEngine:
         self.root = root
         self.meta = root / META_DIR
         self.spares = self.meta / "spare"
-        with Folder.root(root, create=True) as top, top.child(META_DIR, create=True) as meta:
-            meta.child(self.spares.name, create=True).close()
+        # A link in the store is refused by the first operation that needs what it stands for,
+        # and reported by check(): opening the store is not yet an operation.
+        with Folder.root(root, create=True) as top, suppress(UnsafeStoreError):
+            with top.child(META_DIR, create=True) as meta:
+                meta.child(self.spares.name, create=True).close()
         self.lock_timeout = lock_timeout
         self.durable = durable
         self.segment_size = segment_size
