@@ -35,8 +35,12 @@ class Folder:
     @classmethod
     def root(cls, path: Path, *, create: bool = False) -> Folder:
         """Open the store's root folder, following links to it (and creating it when asked)."""
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
+        try:
+            return cls(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), path)
+        except FileNotFoundError:
+            if not create:
+                raise
+        path.mkdir(parents=True, exist_ok=True)
         return cls(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), path)
 
     def child(self, name: str, *, create: bool = False) -> Folder:
@@ -46,14 +50,21 @@ class Folder:
         :raises UnsafeStoreError: when the name is a symbolic link
         :raises CorruptStoreError: when the name is a file, not a folder
         """
-        if create:
-            try:
-                os.mkdir(name, 0o777, dir_fd=self.fd)
-            except FileExistsError:
-                pass
-            except OSError as error:
-                error.filename = str(self.path / name)
+        try:
+            return self._open_child(name)
+        except FileNotFoundError:
+            if not create:
                 raise
+        try:
+            os.mkdir(name, 0o777, dir_fd=self.fd)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+        except OSError as error:
+            error.filename = str(self.path / name)
+            raise
+        return self._open_child(name)
+
+    def _open_child(self, name: str) -> Folder:
         try:
             return Folder(os.open(name, _FOLDER, dir_fd=self.fd), self.path / name)
         except OSError as error:
