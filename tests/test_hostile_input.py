@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobstore import JobStore, JobStoreError, published_schema
+from jobstore import JobStore, JobStoreError, UnsafeStoreError, published_schema
 from jobstore.api import job
+
+from test_symlinks import kept, plant, tree
 
 EXAMPLES = int(os.environ.get("JOBSTORE_FUZZ_EXAMPLES", "60"))
 #: Calls made per function, for the figures of ``python -m tests.stress``.
@@ -134,3 +136,62 @@ def test_hostile_settings_give_only_documented_errors(tmp_path_factory, setting,
 def test_a_hostile_store_path_gives_a_documented_error(value):
     with pytest.raises(JobStoreError, match="path must be a directory path"):
         JobStore(value)
+
+
+#: Where a link can be planted: every file and folder jobstore keeps (the base folders are added as found).
+LINK_LOCATIONS = [
+    *(f"{state}.json" for state in STATES),
+    ".jobstore",
+    ".jobstore/wal",
+    ".jobstore/wal.synced",
+    ".jobstore/lock",
+    ".jobstore/spare",
+    *(f".jobstore/spare/{state}.json" for state in STATES),
+]
+LINK_OPERATIONS = {
+    "find_job": lambda store, ids: store.find_job(ids["pending"]),
+    "get_jobs": lambda store, ids: store.get_jobs(),
+    "get_running_jobs": lambda store, ids: store.get_running_jobs(),
+    "get_job_results": lambda store, ids: store.get_job_results(ids["finished"]),
+    "create_job": lambda store, ids: store.create_job("after the link"),
+    "claim_job": lambda store, ids: store.claim_job("intruder"),
+    "finish": lambda store, ids: store.update_job_result(ids["running"], "done"),
+    "delete_job": lambda store, ids: store.delete_job(ids["pending"]),
+    "purge_jobs": lambda store, ids: store.purge_jobs("finished", older_than=0),
+}
+
+
+def seed_for_links(root: Path) -> dict[str, str]:
+    """A store with a file in every state, a base folder of links and spares; return a job id per state it tells."""
+    store = JobStore(root)
+    made = store.create_jobs([{"name": f"seed {n}"} for n in range(5)])
+    store.set_job("i1", {"name": "idle"}, "idle")
+    for _ in range(3):
+        store.claim_job("seeder")
+    store.update_job_result(made[0]["id"], "done")
+    store.fail_job(made[1]["id"], "seeded failure")
+    # A delete makes a checkpoint, so a base folder holds links to the state files; writes after it make spares again.
+    store.delete_job(made[3]["id"])
+    store.create_job("after the checkpoint")
+    store.create_job("and another")
+    return {"pending": made[4]["id"], "running": made[2]["id"], "finished": made[0]["id"]}
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(target=st.sampled_from(["file", "directory", "missing"]), operation=st.sampled_from(sorted(LINK_OPERATIONS)), data=st.data())
+def test_a_link_anywhere_in_a_store_is_refused_or_left_unfollowed(tmp_path_factory, target, operation, data):
+    folder = tmp_path_factory.mktemp("links")
+    root, outside = folder / "store", folder / "outside"
+    ids = seed_for_links(root)
+    bases = sorted(f".jobstore/{path.name}" for path in (root / ".jobstore").glob("base-*"))
+    assert bases, "the seed's delete should have left a base folder"
+    location = data.draw(st.sampled_from(LINK_LOCATIONS + bases), label="location")
+    link = plant(root, location, target, outside)
+    outside_before, store_before = tree(outside), kept(root)
+    try:
+        LINK_OPERATIONS[operation](JobStore(root), ids)
+    except UnsafeStoreError as error:
+        # The planted link is the only one in the store: a refusal must name it, and change nothing.
+        assert error.path == str(link), error
+        assert kept(root) == store_before, f"{operation} was refused yet changed the store"
+    assert tree(outside) == outside_before, f"{operation} changed {target} outside the store through {location}"
