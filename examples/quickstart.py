@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jobstore import InvalidJobError
+from jobstore import InvalidJobError, JobStore
 from jobstore.api import job
 
 
@@ -42,7 +42,9 @@ def main() -> None:
     except InvalidJobError as error:
         print(f"rejected: {error}")
 
-    # The files are plain JSON, one per state, in TinyDB's layout.
+    # The files are plain JSON, one per state, in TinyDB's layout. They follow the log within a
+    # second; flush() writes them now, before they are read by other means than jobstore.
+    JobStore(root).flush()
     for path in sorted(root.glob("*.json")):
         print(f"\n{path.name}:\n{path.read_text(encoding='utf-8').rstrip()}")
 

@@ -101,6 +101,12 @@ class Engine(Protocol):
     def check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
         """List every problem of the stored data, changing nothing; ``inspect`` judges one document."""
 
+    def flush(self) -> None:
+        """Bring the stored files up to date with every write now, where the engine writes them lazily."""
+
+    def close(self) -> None:
+        """Finish what the engine left to do later (a flush, say); the engine stays usable."""
+
     def waiter(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
         """Return a waiter that sleeps until the store may have changed (the caller closes it).
 

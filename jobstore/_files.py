@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 import time
 from contextlib import suppress
 from typing import Any
@@ -143,9 +144,10 @@ def prepare_spare(folder: Folder, name: str, data: bytes, spares: Folder, curren
     """
     mtime = _next_mtime(folder, name, current)
     status = spares.stat(name)
-    if status is not None and status.st_nlink > 1:
+    if status is not None and (status.st_nlink > 1 or stat.S_ISLNK(status.st_mode)):
         # The old version of a file that a checkpoint linked into its base: that copy must stay
-        # as it is, so the spare starts anew on a fresh inode.
+        # as it is, so the spare starts anew on a fresh inode. A link in a spare's place goes the
+        # same way, never followed: a spare holds nothing.
         spares.remove(name)
     fd = spares.open(name, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
@@ -168,8 +170,12 @@ def swap_in(spares: Folder, folder: Folder, name: str) -> None:
 
     The old version becomes the spare, to be written over next time.
     """
-    if not _exchange(spares, name, folder, name):
-        spares.replace(name, folder, name)
+    try:
+        if not _exchange(spares, name, folder, name):
+            spares.replace(name, folder, name)
+    except OSError as error:
+        error.filename = error.filename or str(folder.path / name)
+        raise
 
 
 def read_json(folder: Folder, name: str) -> tuple[Any, FileKey] | None:

@@ -92,6 +92,13 @@ class StoreLock:
         finally:
             self._threads.release()
 
+    def release(self) -> None:
+        """Close this process's descriptor of the lock file (opened again by the next hold); never while held."""
+        with self._threads:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
+
     def _acquire(self, deadline: float | None) -> int:
         while True:
             if self._fd is None or self._pid != os.getpid():

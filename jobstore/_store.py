@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from ._engine import Batch, Document, Engine, Session, StoreProblem
@@ -139,6 +140,25 @@ class JobStore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
+
+    def flush(self) -> None:
+        """Write every job's current state into the state files now.
+
+        Every write is done once its log record is; the files follow within a second (see
+        "The files" in the README). Call this before reading the files by other means than
+        jobstore, or before copying them; jobstore's own reads never need it.
+        """
+        self._engine.flush()
+
+    def close(self) -> None:
+        """Write what the state files lack, now (also done at the interpreter's exit); the store stays usable."""
+        self._engine.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
 
     def _transact(self, operation: Callable[[Session, Batch], T]) -> T:
         """Run one operation: lock, read, stage changes, validate them, write them, return a copy.

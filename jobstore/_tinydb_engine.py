@@ -7,15 +7,19 @@ file however long the history grows. Each file is in TinyDB's own layout,
 
 The engine's own files live in ``.jobstore/``: the lock that serializes sessions across
 processes, the write-ahead log that is the commit point of every write (see ``_wal``), and one
-spare per segment through which files are replaced atomically.
+spare per segment through which files are replaced atomically. A write logs its record and
+changes this process's tables; the files are written later, in batches (:class:`LazyWrites`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import atexit
 import re
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -43,7 +47,7 @@ from ._files import (
 from ._folder import Folder
 from ._lock import StoreLock
 from ._status import STATES, JobStatus
-from ._wal import FileChange, Record, WriteAheadLog
+from ._wal import FileChange, Marker, Record, WriteAheadLog
 from ._watch import POLL_INTERVAL, ChangeWaiter
 
 #: The folder of the engine's own files, beside the state files.
@@ -57,6 +61,13 @@ DEFAULT_SEGMENT_BYTES = 256 << 10
 #: Base folders, in the engine's folder: ``base-<n>`` holds hard links to every state file as the
 #: checkpoint that made it left them, synced; the log's header names the current one.
 BASE_PREFIX = "base-"
+
+#: The longest the state files lag behind the log while the writer lives: a writer's helper
+#: thread writes them this long after its first write they lack, at the latest.
+MAX_DELAY = 1.0
+#: The pause after a writer's last write before its helper thread writes the files, so that a
+#: burst of writes costs one rewrite of each file.
+QUIET_DELAY = 0.05
 
 #: An identity no file has: a storage holding it reads its file at the next refresh.
 _UNKNOWN: FileKey = (-1, -1, -1, -1)
@@ -119,24 +130,33 @@ class SegmentStorage(Storage):
         self.state = state
         self._folder = folder
         self.table: dict[str, Document] = {}
-        self.key: FileKey | None = None
+        #: the identity of the file version the table was built on (the table itself may be newer:
+        #: records not yet written into the file); unknown until first read
+        self.key: FileKey | None = _UNKNOWN
+        #: bytes of documents added to the table since that version, for the segment's size bound
+        self.added = 0
         self.staged: dict[str, Document] | None = None
 
     def refresh(self, key: FileKey | None) -> bool:
         """Parse the file again if ``key`` (its identity now) differs from the one read; True if it did."""
         if key == self.key:
             return False
-        loaded = read_json(self._folder(), self.path.name)
+        loaded = None if key is None else read_json(self._folder(), self.path.name)
         if loaded is None:
             self.table, self.key = {}, None
         else:
             value, key = loaded
             self.table, self.key = check_table(self.path, self.state, value), key
+        self.added = 0
         return True
 
+    def loaded(self) -> bool:
+        """Whether the table was read (or written) in this process, and so follows the log."""
+        return self.key != _UNKNOWN
+
     def size(self) -> int:
-        """The file's size in bytes as last read or written (0 when unknown or there is no file)."""
-        return 0 if self.key is None or self.key == _UNKNOWN else self.key[2]
+        """The table's size in bytes, roughly: the file's as last read or written, plus the documents added since."""
+        return self.added + (0 if self.key is None or self.key == _UNKNOWN else self.key[2])
 
     def known_key(self) -> FileKey | None:
         """The identity of the file as last read or written; None when unknown or there is no file."""
@@ -220,10 +240,17 @@ class StateTable:
     append needs only the last one, a lookup by id all of them.
     """
 
-    def __init__(self, root: Path, state: JobStatus, folder: Callable[[], Folder]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        state: JobStatus,
+        folder: Callable[[], Folder],
+        pending: Callable[[str], list[FileChange]],
+    ) -> None:
         self.root = root
         self.state = state
         self.folder = folder
+        self.pending = pending
         self.segments: dict[int, Segment] = {}
         self.index: dict[str, int] = {}
         self._fresh: set[int] = set()
@@ -240,14 +267,23 @@ class StateTable:
         self._fresh = set()
 
     def ensure(self, number: int) -> Segment:
-        """Return the segment, re-read first if its file changed since this process read it."""
+        """Return the segment, re-read first if its file changed since this process read it.
+
+        A file read afresh gets the pending records' changes to it, in order: the file may hold
+        some of them already (a writer that died part way through writing the files), and
+        applying a change again to a table that has it changes nothing.
+        """
         segment = self.segment(number)
         if number not in self._fresh:
+            storage = segment.storage
             key = file_key(self.folder(), segment.name)
-            old = segment.storage.table
-            if segment.storage.refresh(key):
+            old = storage.table
+            if storage.refresh(key):
+                for change in self.pending(segment.name):
+                    storage.table = change.applied_to(storage.table) or {}
+                    storage.added += sum(len(orjson.dumps(document)) for document in change.puts.values())
                 self.unindex(number, old)
-                for job_id in segment.storage.table:
+                for job_id in storage.table:
                     self.index[job_id] = number
             self._fresh.add(number)
         return segment
@@ -311,6 +347,8 @@ class _SegmentChange:
         self.number = number
         self.puts: dict[str, Document] = {}
         self.removes: set[str] = set()
+        #: bytes of the documents the change appends, roughly
+        self.added = 0
 
 
 class TinyDBSession:
@@ -337,6 +375,72 @@ class TinyDBSession:
 
     def apply(self, batch: Batch) -> None:
         self._engine.commit(batch)
+
+
+class LazyWrites:
+    """Writes the state files in a helper thread, :data:`QUIET_DELAY` after the last write, at most :data:`MAX_DELAY` after the first.
+
+    The thread ends once nothing is due, and starts again with the next write; at the
+    interpreter's exit, what is due is written before it ends. Should writing fail (the lock
+    held too long, a full disk), the records stay pending: the next session of any process that
+    finds them older than :data:`MAX_DELAY` writes them.
+
+    :param flush: writes the files, in a session of its own
+    """
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+        self._condition = threading.Condition()
+        self._first: float | None = None
+        self._due: float | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def wrote(self) -> None:
+        """Note a write the files lack."""
+        now = time.monotonic()
+        with self._condition:
+            if self._first is None:
+                self._first = now
+            self._due = min(self._first + MAX_DELAY, now + QUIET_DELAY)
+            if self._thread is None or self._pid != os.getpid():
+                # A forked child has none of its parent's threads: it starts its own.
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="jobstore-files", daemon=True)
+                self._thread.start()
+                _DUE.add(self)
+            # No notify: a later write only moves the time later, and the sleeper looks again when it wakes.
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._due is not None and (left := self._due - time.monotonic()) > 0:
+                    self._condition.wait(left)
+                if self._due is None:
+                    self._thread = None
+                    return
+                self._first = self._due = None
+            with suppress(Exception):
+                self._flush()
+
+    def close(self) -> None:
+        """Write what is due now, in the caller's thread."""
+        with self._condition:
+            due, self._first, self._due = self._due, None, None
+            self._condition.notify()
+        if due is not None:
+            self._flush()
+
+
+#: The lazy writers that may have files to write at the interpreter's exit.
+_DUE: weakref.WeakSet[LazyWrites] = weakref.WeakSet()
+
+
+@atexit.register
+def _write_due_files() -> None:
+    for writer in list(_DUE):
+        with suppress(Exception):
+            writer.close()
 
 
 class _Folders(threading.local):
@@ -389,7 +493,8 @@ class TinyDBEngine:
         self.lock_path = self.meta / "lock"
         self.wal = WriteAheadLog(self.meta / "wal", durable=durable)
         self._folders = _Folders()
-        self._tables = {state: StateTable(root, state, self._root_folder) for state in STATES}
+        self._tables = {state: StateTable(root, state, self._root_folder, self._pending_changes) for state in STATES}
+        self._writer = LazyWrites(self.flush)
         self._fresh: set[JobStatus] = set()
         self._listing: dict[JobStatus, set[int]] | None = None
         self._listing_key: tuple[object, int] | None = None
@@ -423,6 +528,23 @@ class TinyDBEngine:
         finally:
             folders.close()
 
+    def _pending_changes(self, name: str) -> list[FileChange]:
+        return self.wal.pending_changes.get(name, [])
+
+    def close(self) -> None:
+        """Write what the files lack now, and close the store's files (opened again by the next operation)."""
+        self._writer.close()
+        with self._opened(), self._lock.held():
+            self.wal.release()
+            self._forget_tables()
+        self._lock.release()
+
+    def __del__(self) -> None:
+        # Descriptors are plain numbers: nothing closes them unless this does.
+        with suppress(Exception):
+            self.wal.release()
+            self._lock.release()
+
     def _root_folder(self) -> Folder:
         assert self._folders.root is not None, "the store's folders are used outside a session"
         return self._folders.root
@@ -434,7 +556,13 @@ class TinyDBEngine:
     def _spare_folder(self) -> Folder:
         """The spares' folder, made anew when missing (it holds nothing that must survive)."""
         if self._folders.spares is None:
-            self._folders.spares = self._meta_folder().child(self.spares.name, create=True)
+            meta = self._meta_folder()
+            try:
+                self._folders.spares = meta.child(self.spares.name, create=True)
+            except UnsafeStoreError:
+                # A link in the folder's place: removed, never followed, and the folder made anew.
+                meta.remove(self.spares.name)
+                self._folders.spares = meta.child(self.spares.name, create=True)
         return self._folders.spares
 
     def _begin(self) -> None:
@@ -460,6 +588,8 @@ class TinyDBEngine:
         problems = [self._problem(UnsafeStoreError(link, "it is a symbolic link")) for link in self._links()]
         try:
             self._begin()
+            with suppress(OSError):
+                self.materialize()  # what the files lack is checked as it will be written, not as it was
             expected = self.wal.last_changes()
         except CorruptStoreError as error:
             if not isinstance(error, UnsafeStoreError):  # links are listed already
@@ -555,6 +685,11 @@ class TinyDBEngine:
                 parsed = parse_segment_file_name(name)
                 if parsed is not None:
                     listing[parsed[0]].add(parsed[1])
+            # The files pending records made or removed, which the folder may not show yet.
+            for name, changes in self.wal.pending_changes.items():
+                parsed = parse_segment_file_name(name)
+                if parsed is not None:
+                    (listing[parsed[0]].discard if changes[-1].delete else listing[parsed[0]].add)(parsed[1])
             self._listing, self._listing_key = listing, key
         return self._listing
 
@@ -573,11 +708,9 @@ class TinyDBEngine:
     # Writing
 
     def commit(self, batch: Batch) -> None:
-        """Log the batch's changes in one record, then replace each changed file.
+        """Log the batch's changes in one record: the write is then done, and the state files follow within :data:`MAX_DELAY`.
 
-        :raises StoreWriteError: when the record could not be written and synced; nothing changed.
-            Once it is, the write counts: a file that then fails to be replaced is replaced from
-            the record by the next session, and the call still succeeds.
+        :raises StoreWriteError: when the record could not be written; nothing changed
         """
         self._check_writable()
         changes = self._plan(batch)
@@ -588,30 +721,25 @@ class TinyDBEngine:
                 segment.table.apply(change.puts, change.removes)
                 touched.append((segment, change))
             files = {segment.name: self._file_change(segment, change) for segment, change in touched}
-            record = self.wal.append(files)
+            self.wal.append(files)
         except BaseException as error:
             for segment, _ in touched:
                 segment.storage.staged = None
             if isinstance(error, OSError) and not isinstance(error, JobStoreError):
                 raise self._write_error(error) from error
             raise
-        try:
-            # Files that gain jobs first: a person reading the files mid-move sees a job twice, never nowhere.
-            for segment, _ in sorted(touched, key=lambda pair: not pair[1].puts):
-                self._flush(segment, files[segment.name])
-        except BaseException as error:
-            # The record stands: the next session applies it again. Forget what this one cached.
-            for segment, _ in touched:
-                segment.storage.forget()
-            self.wal.unapplied = record
-            self._listing = None
-            if isinstance(error, OSError):
-                return
-            raise
         for segment, change in touched:
+            storage = segment.storage
+            assert storage.staged is not None
+            if files[segment.name].delete:
+                self._tables[change.state].segments.pop(segment.number, None)
+            if not storage.loaded():
+                storage.key = None  # a segment this write began: no file has it yet
+            storage.table, storage.staged = storage.staged, None
+            storage.added += change.added
             self._tables[change.state].reindex(segment.number, change.puts, change.removes)
-        self.wal.mark_applied(record)
         self._relist(touched)
+        self._writer.wrote()
         self._after_write(bool(batch.deletes))
 
     def _check_writable(self) -> None:
@@ -654,6 +782,7 @@ class TinyDBEngine:
                 if jobs >= self.segment_size or (jobs and size + added > self.segment_bytes):
                     number, jobs, size = number + 1, 0, 0
                 appending[state] = (number, jobs + 1, size + added)
+                change(state, number).added += added
             change(state, number).puts[job_id] = document
         for job_id in batch.deletes:
             holder = self._holder(job_id)
@@ -670,26 +799,57 @@ class TinyDBEngine:
         return None
 
     def _file_change(self, segment: Segment, change: _SegmentChange) -> FileChange:
-        """Describe the change for the log; a file that stays gets its next content ready in its spare."""
-        storage = segment.storage
-        staged = storage.staged
+        """Describe the change for the log."""
+        staged = segment.storage.staged
         assert staged is not None
-        state, before = change.state.value, storage.known_key()
+        before = segment.storage.known_key()
         if not staged and segment.number != self._tables[change.state].last_number():
-            return FileChange(state, delete=True, before=before)
-        data = encode({state: staged})
-        after = prepare_spare(self._root_folder(), segment.name, data, self._spare_folder(), before)
-        return FileChange(state, puts=change.puts, removes=sorted(change.removes), before=before, after=after)
+            return FileChange(change.state.value, delete=True, before=before)
+        return FileChange(change.state.value, puts=change.puts, removes=sorted(change.removes), before=before)
 
-    def _flush(self, segment: Segment, change: FileChange) -> None:
-        storage = segment.storage
-        assert storage.staged is not None
-        if change.delete:
-            self._delete_file(segment.name)
-            self._tables[storage.state].segments.pop(segment.number, None)
-        else:
-            swap_in(self._spare_folder(), self._root_folder(), segment.name)
-        storage.table, storage.key, storage.staged = storage.staged, change.after, None
+    def materialize(self) -> None:
+        """Write every pending record into the state files, then note it in the log; call under the lock.
+
+        The files are written in the order later states first: a job moving on (pending to
+        running, running to finished) is then in its new file before it leaves its old one, so a
+        person reading the files at that instant sees it twice, never nowhere.
+
+        :raises OSError: when a file could not be written; the records stay pending, and are
+            written by a later session (they count already: every process reads them from the log)
+        """
+        if not self.wal.pending:
+            return
+        root = self._root_folder()
+        keys: dict[str, FileKey | None] = {}
+        rank = {state: number for number, state in enumerate(STATES)}
+        names = sorted(self.wal.pending_changes, key=lambda name: (-rank[self._parse(name)[0]], name))
+        for name in names:
+            state, number = self._parse(name)
+            if self.wal.pending_changes[name][-1].delete:
+                self._delete_file(name)
+                keys[name] = None
+                continue
+            segment = self.table(state).ensure(number)
+            storage = segment.storage
+            data = encode({state.value: storage.table})
+            after = prepare_spare(root, name, data, self._spare_folder(), storage.known_key())
+            swap_in(self._spare_folder(), root, name)
+            storage.key, storage.added = after, 0
+            keys[name] = after
+        self._listing = None
+        self.wal.mark_materialized(keys)
+
+    def flush(self) -> None:
+        """Write every job's current state into the state files now, in one session."""
+        with self.session(), self._reported("the jobs are safe in the log; the files are written when the disk allows"):
+            self.materialize()
+
+    @staticmethod
+    def _parse(name: str) -> tuple[JobStatus, int]:
+        parsed = parse_segment_file_name(name)
+        if parsed is None:
+            raise CorruptStoreError(name, "the log names a file that is not a state file")
+        return parsed
 
     def _delete_file(self, name: str) -> None:
         self._root_folder().remove(name)
@@ -707,6 +867,7 @@ class TinyDBEngine:
 
         The old log, the old base and the spares then go: they may hold documents since removed.
         """
+        self.materialize()
         root, meta = self._root_folder(), self._meta_folder()
         names = self._state_file_names()
         if self.durable:
@@ -742,12 +903,18 @@ class TinyDBEngine:
     # Recovery
 
     def _recover(self) -> None:
-        try:
+        with self._reported("a write already logged could not be completed; the next operation tries again"):
             self._complete_logged_writes()
+
+    @contextmanager
+    def _reported(self, outcome: str) -> Iterator[None]:
+        """Raise the operating system's refusals in the block as :class:`StoreWriteError`, saying what became of the write."""
+        try:
+            yield
         except OSError as error:
             if isinstance(error, JobStoreError):
                 raise
-            raise self._write_error(error, "a write already logged could not be completed; the next operation tries again") from error
+            raise self._write_error(error, outcome) from error
 
     def _write_error(self, error: OSError, outcome: str = "nothing was changed") -> StoreWriteError:
         """The operating system's refusal to write, as jobstore reports it: naming the file, saying what became of the write."""
@@ -762,65 +929,63 @@ class TinyDBEngine:
             except OSError:
                 pass  # a read-only store keeps its leftovers, which no reader looks at
         catchup = self.wal.catch_up()
-        for record in catchup.seen:
-            self._follow(record)
+        if catchup.stale:
+            self._forget_tables()
+        for event in catchup.seen:
+            self._follow(event)
         if catchup.replay is not None:
             self._replay(catchup.replay, catchup.base)
-        elif catchup.unapplied is not None:
-            self._redo(catchup.unapplied)
         if self.wal.legacy or self.wal.base == 0:
             # A new log, or one of whole-table images: give it a base before anything else is logged.
             with suppress(OSError):
                 self._checkpoint()
+        elif self.wal.pending and time.monotonic() - self.wal.pending_since > MAX_DELAY:
+            # Records no living writer has written into the files (their writer died, say): any
+            # session does it, and should the disk refuse, a later one tries again.
+            with suppress(OSError):
+                self.materialize()
 
-    def _follow(self, record: Record) -> None:
-        """Bring this process's cached tables up to date with another process's write, from its record.
+    def _follow(self, event: Record | Marker) -> None:
+        """Bring this process's tables up to date with another process's write, from its record.
 
-        A cached file is changed only when it is exactly the version the record started from;
-        any other is left to be read again, as its identity on disk will differ.
+        Only tables this process has read follow: any other is read when first needed, with the
+        pending records applied to it then. A marker says which file versions hold the tables
+        as they now are, so that they are not read again.
         """
-        for name, change in record.files.items():
+        if isinstance(event, Marker):
+            for name, key in event.keys.items():
+                parsed = parse_segment_file_name(name)
+                segment = None if parsed is None else self._tables[parsed[0]].segments.get(parsed[1])
+                if segment is not None and segment.storage.loaded() and key is not None:
+                    segment.storage.key, segment.storage.added = key, 0
+            return
+        for name, change in event.files.items():
             parsed = parse_segment_file_name(name)
             if parsed is None:
                 continue
             table = self._tables[parsed[0]]
             segment = table.segments.get(parsed[1])
-            if segment is None:
-                if change.before is not None or change.delete:
+            if segment is None or not segment.storage.loaded():
+                # A file the record begins (none was there, and no earlier pending record names
+                # it) needs no reading: its table is the record's.
+                if not change.begins:
                     continue
                 segment = table.segment(parsed[1])
-            storage = segment.storage
-            if storage.key != change.before or storage.staged is not None:
+                segment.storage.table, segment.storage.key = {}, None
+            if segment.storage.staged is not None:
                 continue
+            storage = segment.storage
             updated = change.applied_to(storage.table)
             if updated is None or change.image is not None:
                 table.unindex(segment.number, storage.table)
             if updated is None:
                 table.segments.pop(segment.number, None)
                 continue
-            storage.table, storage.key = updated, change.after
+            storage.table = updated
             if change.image is not None:
                 table.reindex(segment.number, updated, set())
             else:
                 table.reindex(segment.number, change.puts, set(change.removes))
-
-    def _redo(self, record: Record) -> None:
-        """Apply a logged record whose files may not all have been replaced (its writer died).
-
-        A file already in the version the record made is left as it is: on a full disk, the note
-        that a record was applied can fail to be logged, and rewriting would need room too.
-        """
-        root = self._root_folder()
-        for name, change in record.files.items():
-            now = file_key(root, name)
-            if (now is None) if change.delete else (now is not None and now == change.after):
-                continue
-            current = read_json(root, name)
-            state = JobStatus(change.state)
-            before = check_table(self.root / name, state, current[0]) if current else None
-            self._write_table(name, state, change.applied_to(before), durable=False)
-        self._listing = None
-        self.wal.mark_applied(record)  # should this fail, the next session finds every file done
 
     def _replay(self, records: list[Record], base: int | None) -> None:
         """Rebuild every state file from the base and the log alone, after a power loss may have torn them.
@@ -858,7 +1023,16 @@ class TinyDBEngine:
         for name, (state, table) in tables.items():
             self._write_table(name, state, table, durable=self.durable)
         self._listing = None
+        self.wal.forget_pending()  # the files were rebuilt with every record
+        self._forget_tables()
         self._checkpoint()
+
+    def _forget_tables(self) -> None:
+        """Read every table from its file when next needed."""
+        for table in self._tables.values():
+            for segment in table.segments.values():
+                segment.storage.forget()
+        self._listing = None
 
     def _write_table(self, name: str, state: JobStatus, table: dict[str, Any] | None, *, durable: bool) -> None:
         if table is None:

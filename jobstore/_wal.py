@@ -1,28 +1,35 @@
-"""The write-ahead log: the commit point of every write, and what repairs the files after a crash.
+"""The write-ahead log: the commit point of every write, what every process reads the store through, and what repairs the files.
 
 Each write appends one record naming every store file it changes and the documents it puts in
-and removes from each, then replaces those files. The record is the only thing synced to disk
-per write, and it is synced after the store lock is released, so that the next process's write
-proceeds while this one waits for the disk (the syncs of processes waiting together are one
-commit of the filesystem's journal). A process that reads a record nobody has synced yet syncs
-the log itself before it answers, so nothing is seen that a power loss could take back. The
-state files are synced at each checkpoint, when the log starts afresh and every state file is
-hard-linked into a base folder. So:
+and removes from each; that is all a write writes. The state files are rewritten later, in
+batches, each batch followed by an ``applied`` marker: the files hold every record up to the
+marker's number (the records after it are *pending*). Every process follows the log, so its
+tables are current whatever the files hold; a table read from its file gets the pending
+records' changes to it. The record is the only thing synced to disk per write, and it is synced
+after the store lock is released, so that the next process's write proceeds while this one
+waits for the disk (the syncs of processes waiting together are one commit of the
+filesystem's journal). A process that reads a record nobody has synced yet syncs the log itself
+before it answers, so nothing is seen that a power loss could take back. The state files are
+synced at each checkpoint, when the log starts afresh and every state file is hard-linked into
+a base folder. So:
 
-- a process killed before its record is complete changed nothing (the torn tail is cut off);
-- a process killed after its record but before the files were all replaced leaves a record with
-  no ``applied`` line after it, and the next session applies it again;
+- a process killed before its record is complete changed nothing (the torn tail is cleared);
+- a process killed with records pending leaves them for the next session of any process to
+  write into the files (applying a record to a file that has it already changes nothing);
 - after a power loss (the machine's boot id differs from the log's), every state file is rebuilt
   from the base the log's header names and the records that reached the disk; a file the lost
   records made is removed.
 
-Records are single JSON lines behind a CRC-32, so a torn or damaged line is recognised.
+Records are single JSON lines behind a CRC-32, so a torn or damaged line is recognised. The
+file is grown ahead of need and reads as zeros past its last line (see :meth:`WriteAheadLog._reserve`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +45,12 @@ _MAGIC = b"jobstore-wal 2"
 #: Logs written before the base folders: their first record for each file holds its whole table.
 _MAGIC_IMAGES = b"jobstore-wal 1"
 _APPLIED = b"applied"
+#: The room a log is first given, and the most it grows by at once (doubling in between).
+_ROOM_FIRST = 64 << 10
+_ROOM_MOST = 4 << 20
+#: The bytes a look at the log reads first, and the most it reads at once.
+_READ_FIRST = 4 << 10
+_READ_MOST = 1 << 20
 #: How far the log is known to be on disk, noted by the process that synced it: the log's inode
 #: and an offset, with a checksum (a note read while being written is seen as no note).
 _SYNCED = struct.Struct("<QQI")
@@ -68,6 +81,9 @@ class FileChange:
     #: holding the file's "before" version can apply the change instead of reading the file again
     before: FileKey | None = None
     after: FileKey | None = None
+    #: the change begins its file: no file was there, and no pending record before it names the
+    #: file (so the change applied to an empty table is the whole table); known once read
+    begins: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         keys = {"before": self.before, "after": self.after}
@@ -108,14 +124,15 @@ def _synced_checksum(inode: int, offset: int) -> int:
     return zlib.crc32(struct.pack("<QQ", inode, offset))
 
 
-def _parse_header(header: bytes) -> tuple[bytes, str | None, int | None]:
-    """The magic, boot id and base number of a log's first line (None for what it lacks)."""
+def _parse_header(header: bytes) -> tuple[bytes, str | None, int | None, int]:
+    """The magic, boot id, base number (None for what it lacks) and first sequence number of a log's first line."""
     words = header.split(b" ")
     magic = b" ".join(words[:2])
     fields = dict(word.split(b"=", 1) for word in words[2:] if b"=" in word)
     boot = fields[b"boot"].decode("utf-8", "replace") if b"boot" in fields else None
     base = int(fields[b"base"]) if magic == _MAGIC and fields.get(b"base", b"").isdigit() else None
-    return magic, boot, base
+    seq = int(fields[b"seq"]) if fields.get(b"seq", b"").isdigit() else 0
+    return magic, boot, base, seq
 
 
 def _file_key(value: Any) -> FileKey | None:
@@ -127,8 +144,7 @@ def _file_key(value: Any) -> FileKey | None:
 class Record:
     """One write: a sequence number and the changes to each file it touches, by file name.
 
-    Other processes read every record but need only its number and file names; the changes are
-    parsed when a record has to be applied again, which is rare.
+    The changes are parsed once, when the record is first read.
     """
 
     def __init__(self, seq: int, files: dict[str, FileChange] | None = None, *, names: list[str] | None = None,
@@ -151,17 +167,26 @@ class Record:
 
 
 @dataclass
-class Catchup:
-    """What a session must do before it may trust the files."""
+class Marker:
+    """The note that the state files hold every record up to ``seq``, and the identities they then had."""
 
-    #: the last record, when its files may not all have been replaced
-    unapplied: Record | None = None
+    seq: int
+    keys: dict[str, FileKey | None] = field(default_factory=dict)
+
+
+@dataclass
+class Catchup:
+    """What a session must do before it may trust what it holds."""
+
     #: every record since the checkpoint, when the files may be torn (a power loss happened)
     replay: list[Record] | None = None
     #: the number of the base folder those records start from; None for a log of whole-table images
     base: int | None = None
-    #: the records other processes applied since this one last looked, oldest first
-    seen: list[Record] = field(default_factory=list)
+    #: the records and markers other processes appended since this one last looked, oldest first
+    seen: list[Record | Marker] = field(default_factory=list)
+    #: more than one checkpoint came since this process last looked, so a whole log of records
+    #: went unseen: nothing cached can be trusted (the files hold every record up to the open log)
+    stale: bool = False
 
 
 class WriteAheadLog:
@@ -195,8 +220,13 @@ class WriteAheadLog:
         #: bytes past the offset that a failed write left and that could not be cut off then
         self._stray = False
         self._boot = boot_id()
-        #: a record of this process's whose files it failed to replace (a disk error, say)
-        self.unapplied: Record | None = None
+        #: the records since the last marker, which the state files may not hold yet, oldest first
+        self.pending: list[Record] = []
+        #: their changes, by file name, oldest first
+        self.pending_changes: dict[str, list[FileChange]] = {}
+        #: when this process first saw the oldest pending record (monotonic seconds); a record
+        #: found on a first look at the log may be a dead writer's, and counts as old
+        self.pending_since = 0.0
 
     def catch_up(self) -> Catchup:
         """Read what other processes appended since this process last looked; say what needs repair."""
@@ -209,31 +239,30 @@ class WriteAheadLog:
         if status.st_ino != self._inode:
             # A checkpoint replaced the log: what it added since this process looked is still
             # readable through the old descriptor, and followed rather than read from the files.
-            following = self._fd is not None
-            tail = [record for record, _ in self._read_records()] if following else []
+            following, previous = self._fd is not None, self.base
+            tail = self._read_events() if following else []
             self._open(status.st_ino)
             header = self._stored_header()
             self._offset = len(header) + 1
-            records = self._read_records()
-            magic, boot, base = _parse_header(header)
+            events = self._read_events(first_look=not following)
+            magic, boot, base, seq = _parse_header(header)
+            # Numbers go on rising across logs: a marker covers every record numbered up to its own.
+            self._seq = max(self._seq, seq)
             self.base, self.legacy = base or 0, magic != _MAGIC
             if boot != self._boot_name():
-                return Catchup(replay=[record for record, _ in records], base=base)
-            if following:
-                tail += [record for record, applied in records if applied]
+                return Catchup(replay=[event for event in events if isinstance(event, Record)], base=base)
+            if following and base != previous + 1:
+                return Catchup(stale=True)
             # A first look: the log's records are older than anything cached, so there is nothing to follow.
-            return Catchup(unapplied=self._last_unapplied(records), seen=tail)
-        if status.st_size == self._offset:
-            return Catchup(unapplied=self.unapplied)
-        records = self._read_records()
-        unapplied = self._last_unapplied(records)
-        seen = [record for record, applied in records if applied]
-        return Catchup(unapplied=unapplied or self.unapplied, seen=seen)
+            return Catchup(seen=tail + events if following else [])
+        if status.st_size == self._offset or os.pread(self._log, 1, self._offset) in (b"", b"\0"):
+            return Catchup()
+        return Catchup(seen=self._read_events())
 
     def last_changes(self) -> dict[str, FileChange]:
         """Return, by file name, the last change the log records to each file it names since its checkpoint."""
         start = len(self._stored_header()) + 1
-        lines = os.pread(self._log, os.fstat(self._log).st_size - start, start).split(b"\n")[:-1]
+        lines = self._read_from(start).split(b"\n")[:-1]
         changes: dict[str, FileChange] = {}
         for line in lines:
             parsed = self._parse(line)
@@ -263,24 +292,65 @@ class WriteAheadLog:
             error.filename = error.filename or str(self.path)
             raise
         self.mentioned.update(record.names)
+        self._add_pending(record, time.monotonic())
         return record
 
-    def mark_applied(self, record: Record) -> bool:
-        """Note that every file of the record was replaced (not synced: a power loss replays anyway).
+    def mark_materialized(self, keys: dict[str, FileKey | None]) -> bool:
+        """Note that the state files now hold every pending record (not synced: a power loss replays anyway).
 
-        :returns: False when the note could not be written; the record then stays to be applied
-            again by the next session, which does no harm
+        :param keys: the identity of each file written (None: removed), so that other processes
+            know those versions without reading them
+        :returns: False when the note could not be written; the records then stay pending, and
+            are written into the files again later, which does no harm
         """
+        if not self.pending:
+            return True
+        seq = self.pending[-1].seq
         start = self._offset
         try:
-            self._write(b"%s %d\n" % (_APPLIED, record.seq))
+            self._write(b"%s %d %s\n" % (_APPLIED, seq, orjson.dumps(keys)))
         except OSError:
             self._cut(start)
-            self.unapplied = record
             return False
-        if self.unapplied is record:
-            self.unapplied = None
+        self._settle_pending(seq)
+        if self._inode is not None and (self._synced == (self._inode, start) or self._noted(self._inode, start)):
+            # The marker need not be durable (after a power loss the files are rebuilt from the
+            # records alone): count it as synced, so that neither this process nor its readers sync for it.
+            self._synced = (self._inode, self._offset)
+            self._note(self._inode, self._offset)
         return True
+
+    def release(self) -> None:
+        """Close the log's descriptors; the next :meth:`catch_up` opens the log as if for the first time."""
+        for fd in (self._fd, self._synced_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._synced_fd = self._inode = None
+        self._offset = 0
+        self.pending, self.pending_changes = [], {}
+
+    def forget_pending(self) -> None:
+        """Take the files as holding every record (they were rebuilt from the log)."""
+        self.pending, self.pending_changes = [], {}
+
+    def _add_pending(self, record: Record, seen: float, *, new: bool = True) -> None:
+        if not self.pending:
+            self.pending_since = seen
+        self.pending.append(record)
+        for name, change in record.files.items():
+            if new:
+                change.begins = change.before is None and not change.delete and name not in self.pending_changes
+            self.pending_changes.setdefault(name, []).append(change)
+
+    def _settle_pending(self, seq: int) -> None:
+        """Forget the pending records up to ``seq``: the files hold them."""
+        if self.pending and self.pending[-1].seq <= seq:
+            self.pending, self.pending_changes = [], {}
+            return
+        kept = [record for record in self.pending if record.seq > seq]
+        self.pending, self.pending_changes = [], {}
+        for record in kept:
+            self._add_pending(record, self.pending_since, new=False)
 
     def mark(self) -> tuple[int, int, int] | None:
         """What :meth:`settle` must make durable of what this session wrote or read: None when nothing.
@@ -361,7 +431,7 @@ class WriteAheadLog:
         return self._boot or f"unknown-{os.getpid()}"
 
     def _header(self) -> bytes:
-        return b"%s boot=%s base=%d" % (_MAGIC, self._boot_name().encode(), self.base)
+        return b"%s boot=%s base=%d seq=%d" % (_MAGIC, self._boot_name().encode(), self.base, self._seq)
 
     def _start(self) -> None:
         folder = self._folder
@@ -370,6 +440,7 @@ class WriteAheadLog:
         self._offset = len(self._header()) + 1
         self.mentioned = set()
         self.legacy = False
+        self.pending, self.pending_changes = [], {}
         if self.durable and self._inode is not None:
             self._synced = (self._inode, self._offset)
             self._synced_file()
@@ -391,75 +462,127 @@ class WriteAheadLog:
     def _open(self, inode: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
-        self._fd = self._folder.open_writable(self.path.name, os.O_APPEND)  # read-only on a read-only store: followed, never written
+            self._fd = None  # should the open below fail, no closed number stays to be closed again
+        self._fd = self._folder.open_writable(self.path.name, 0)  # read-only on a read-only store: followed, never written
         self._inode = inode
         self._offset = 0
         self._stray = False
         self.mentioned = set()
-        # A new log means a checkpoint, which first applied every record, this process's too.
-        self.unapplied = None
+        # A new log means a checkpoint, which first wrote every pending record into the files.
+        self.pending, self.pending_changes = [], {}
 
     def _write(self, data: bytes) -> None:
         if self._stray:
-            os.ftruncate(self._log, self._offset)
-            self._stray = False
-        view = memoryview(data)
+            self._cut(self._offset)
+            if self._stray:
+                raise OSError(errno.EIO, "the log's torn bytes could not be cleared", str(self.path))
+        self._reserve(len(data))
+        view, offset = memoryview(data), self._offset
         try:
             while view:
-                view = view[os.write(self._log, view) :]
+                written = os.pwrite(self._log, view, offset)
+                view, offset = view[written:], offset + written
         except BaseException:
             self._stray = True  # part of the line may be written: it is no part of the log
             raise
         self._offset += len(data)
 
-    def _cut(self, offset: int) -> None:
-        """Remove what lies past ``offset``: a line that failed to be written, or a torn tail.
+    def _reserve(self, length: int) -> None:
+        """Make room for ``length`` bytes past the offset, ahead of need.
 
-        Should the disk refuse even this, the next write of this process cuts first; a
-        read-only store never writes, and needs no cut.
+        A sync of an append that grows the file must also commit the file's new size to the
+        filesystem's journal; writes into room already allocated sync only their data. The room
+        reads as zero bytes, which no record holds: the log ends at its first zero byte.
         """
+        size = os.fstat(self._log).st_size
+        if self._offset + length <= size:
+            return
+        grow = max(length, min(max(size, _ROOM_FIRST), _ROOM_MOST))
+        # Zeros written, not fallocated: writing into fallocated room must still record in the
+        # journal that the room now holds data, which is what the room is there to avoid.
+        zeros = bytes(self._offset + grow - size)
+        view = memoryview(zeros)
+        while view:
+            view = view[os.pwrite(self._log, view, size + len(zeros) - len(view)) :]
+
+    def _cut(self, offset: int) -> None:
+        """Clear what lies past ``offset``, up to the log's end: a line that failed to be written, or a torn tail.
+
+        The bytes are zeroed rather than cut off, so that the room stays allocated. Should the
+        disk refuse even this, the next write of this process clears first; a read-only store
+        never writes, and needs no clearing.
+        """
+        end = offset + len(self._read_from(offset))
         self._offset = offset
         try:
-            os.ftruncate(self._log, offset)
+            if end > offset:
+                os.pwrite(self._log, bytes(end - offset), offset)
         except OSError:
             self._stray = True
         else:
             self._stray = False
 
-    def _read_records(self) -> list[tuple[Record, bool]]:
-        """Parse the lines after the offset, cutting off a torn tail. Returns (record, applied) pairs."""
-        size = os.fstat(self._log).st_size
-        *lines, tail = os.pread(self._log, size - self._offset, self._offset).split(b"\n")
-        records: list[tuple[Record, bool]] = []
+    def _read_from(self, offset: int) -> bytes:
+        """The log's bytes from ``offset`` to its end: the first zero byte, or the end of the file."""
+        chunks, length = [], _READ_FIRST  # usually a few records: read little, then more
+        while True:
+            chunk = os.pread(self._log, length, offset)
+            zero = chunk.find(b"\0")
+            if zero >= 0:
+                chunks.append(chunk[:zero])
+                break
+            chunks.append(chunk)
+            if len(chunk) < length:
+                break
+            offset += len(chunk)
+            length = min(length * 4, _READ_MOST)
+        return b"".join(chunks)
+
+    def _read_events(self, first_look: bool = False) -> list[Record | Marker]:
+        """Parse the lines after the offset, cutting off a torn tail; note the records still pending.
+
+        :param first_look: the records are this process's first sight of the log: any still
+            pending may be a dead writer's, so they count as old
+        """
+        data = self._read_from(self._offset)
+        *lines, tail = data.split(b"\n")
+        events: list[Record | Marker] = []
         position = 0
+        now = float("-inf") if first_look else time.monotonic()
         for number, line in enumerate(lines):
             parsed = self._parse(line)
             if parsed is None:
                 if any(self._parse(later) is not None for later in lines[number + 1 :]):
                     raise CorruptStoreError(str(self.path), f"a damaged record at byte {self._offset + position}")
                 break
-            if isinstance(parsed, int):
-                if records and records[-1][0].seq == parsed:
-                    records[-1] = (records[-1][0], True)
-                if self.unapplied is not None and self.unapplied.seq == parsed:
-                    self.unapplied = None  # another process applied it for this one
+            events.append(parsed)
+            if isinstance(parsed, Marker):
+                self._settle_pending(parsed.seq)
             else:
-                records.append((parsed, False))
                 self._seq = max(self._seq, parsed.seq)
                 self.mentioned.update(parsed.names)
+                self._add_pending(parsed, now)
             position += len(line) + 1
-        if position < size - self._offset:
+        if position < len(data):
             # A torn tail: a writer died inside its append, before its write counted. Cut it off.
             self._cut(self._offset + position)
         else:
             self._offset += position
-        return records
+        return events
 
-    def _parse(self, line: bytes) -> Record | int | None:
-        """A record, the sequence number of an applied marker, or None for a line that is not whole."""
+    def _parse(self, line: bytes) -> Record | Marker | None:
+        """A record, a marker, or None for a line that is not whole."""
         if line.startswith(_APPLIED + b" "):
-            number = line[len(_APPLIED) + 1 :]
-            return int(number) if number.isdigit() else None
+            number, _, keys = line[len(_APPLIED) + 1 :].partition(b" ")
+            if not number.isdigit():
+                return None
+            if not keys:  # as the first logs wrote it: the files hold the record of that number
+                return Marker(int(number))
+            try:
+                parsed = orjson.loads(keys)
+            except orjson.JSONDecodeError:
+                return None  # torn
+            return Marker(int(number), {name: _file_key(key) for name, key in parsed.items()} if isinstance(parsed, dict) else {})
         checksum, _, body = line.partition(b" ")
         try:
             if int(checksum, 16) != zlib.crc32(body):
@@ -471,9 +594,3 @@ class WriteAheadLog:
             return Record(int(seq), names=orjson.loads(names), payload=payload, path=self.path)
         except ValueError as error:
             raise CorruptStoreError(str(self.path), f"a record with a valid checksum does not parse: {error}") from None
-
-    @staticmethod
-    def _last_unapplied(records: list[tuple[Record, bool]]) -> Record | None:
-        if records and not records[-1][1]:
-            return records[-1][0]
-        return None

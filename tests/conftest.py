@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from jobstore import JobStore
+from jobstore import JobStore, JobStoreError
 from jobstore.api import job
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -71,8 +72,30 @@ def acks(output: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def raw_tables(root: Path) -> dict[str, dict[str, dict]]:
-    """Read every state file with plain ``json`` (as a person would): each state's jobs from all its segments."""
+def flushed(root: Path) -> None:
+    """Have the store's files brought up to date with its log now, as a person would before reading them.
+
+    A store that cannot be opened or written (damaged on purpose, read-only) is left as it is.
+    """
+    if (root / ".jobstore").is_dir():
+        with contextlib.suppress(JobStoreError, OSError):
+            JobStore(root).flush()
+
+
+def log_bytes(root: Path) -> bytes:
+    """The store's log as far as it goes: its room past the last record reads as zero bytes."""
+    path = root / ".jobstore" / "wal"
+    data = path.read_bytes() if path.exists() else b""
+    return data.split(b"\0", 1)[0]
+
+
+def raw_tables(root: Path, *, flush: bool = True) -> dict[str, dict[str, dict]]:
+    """Read every state file with plain ``json`` (as a person would, after a flush): each state's jobs from all its segments.
+
+    :param flush: bring the files up to date first; False reads them as a crash left them
+    """
+    if flush:
+        flushed(root)
     tables: dict[str, dict[str, dict]] = {}
     for path in sorted(root.glob("*.json")):
         state = path.stem.split("-")[0]
@@ -92,5 +115,6 @@ def without_times(document: dict) -> dict:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """The bytes of every job file in the store's directory, to prove a failed call changed nothing."""
+    """The bytes of every job file in the store's directory (after a flush), to prove a failed call changed nothing."""
+    flushed(root)
     return {path.name: path.read_bytes() for path in sorted(root.glob("*.json"))}

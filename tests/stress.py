@@ -23,7 +23,7 @@ if str(HERE) not in sys.path:  # run as ``python -m tests.stress``: the helpers 
 
 from jobstore import JobStore  # noqa: E402
 
-from conftest import acks, raw_tables, start_worker  # noqa: E402
+from conftest import acks, log_bytes, raw_tables, start_worker  # noqa: E402
 from contention import reconcile  # noqa: E402
 
 #: How far each acknowledged state may have gone since: a finished job stays finished.
@@ -31,10 +31,10 @@ RANK = {"pending": 0, "running": 1, "finished": 2}
 LEASE = "0.5"
 
 
-def holders(root: Path) -> dict[str, list[str]]:
-    """Which tables hold each job id, reading the raw files."""
+def holders(root: Path, *, flush: bool = True) -> dict[str, list[str]]:
+    """Which tables hold each job id, reading the raw files (as they are, with ``flush=False``)."""
     found: dict[str, list[str]] = {}
-    for state, table in raw_tables(root).items():
+    for state, table in raw_tables(root, flush=flush).items():
         for job_id in table:
             found.setdefault(job_id, []).append(state)
     return found
@@ -42,10 +42,9 @@ def holders(root: Path) -> dict[str, list[str]]:
 
 def last_write_completed(root: Path) -> bool:
     """Whether the log's last line says the last write replaced all its files (true of no log: no write yet)."""
-    log = root / ".jobstore" / "wal"
-    if not log.exists():  # killed before any of them wrote: the log is made, whole, with the first write
+    if not (root / ".jobstore" / "wal").exists():  # killed before any of them wrote: the log is made, whole, with the first write
         return True
-    lines = log.read_bytes().splitlines()
+    lines = log_bytes(root).splitlines()
     return lines[-1].startswith((b"applied ", b"jobstore-wal "))
 
 
@@ -65,9 +64,9 @@ def crash_round(root: Path, rng: random.Random, acked: dict[str, str]) -> int:
     ]
     # Kill at a random instant once the processes write: how long they take to start (imports,
     # on a loaded machine) must not decide whether a round kills anything but starting processes.
-    log, started = root / ".jobstore" / "wal", time.monotonic()
-    size = log.stat().st_size if log.exists() else 0
-    while (log.stat().st_size if log.exists() else 0) == size and time.monotonic() - started < 30:
+    started = time.monotonic()
+    size = len(log_bytes(root))
+    while len(log_bytes(root)) == size and time.monotonic() - started < 30:
         time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 0.4))
     for process in processes:
@@ -81,7 +80,7 @@ def crash_round(root: Path, rng: random.Random, acked: dict[str, str]) -> int:
     for path in root.glob("*.json"):
         json.loads(path.read_text(encoding="utf-8"))  # every file parses, even before recovery
     if last_write_completed(root):
-        assert all(len(states) == 1 for states in holders(root).values()), "a job in two tables"
+        assert all(len(states) == 1 for states in holders(root, flush=False).values()), "a job in two tables"
 
     store = JobStore(root)
     store.get_jobs()  # the first operation finishes any half-done move

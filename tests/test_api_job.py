@@ -266,13 +266,13 @@ def test_use_store_accepts_a_path_or_a_store(tmp_path):
 def test_the_default_store_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("JOBSTORE_PATH", str(tmp_path / "from-env"))
     job.useStore(None)
-    job.createJob("env", "u", "r", "")
-    assert (tmp_path / "from-env" / "pending.json").exists()
+    created = job.createJob("env", "u", "r", "")
+    assert JobStore(tmp_path / "from-env").find_job(created["id"])[0] == created
 
 
 def test_without_environment_the_default_store_is_jobstore_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.delenv("JOBSTORE_PATH", raising=False)
     monkeypatch.chdir(tmp_path)
     job.useStore(None)
-    job.createJob("cwd", "u", "r", "")
-    assert (tmp_path / "jobstore" / "pending.json").exists()
+    created = job.createJob("cwd", "u", "r", "")
+    assert JobStore(tmp_path / "jobstore").find_job(created["id"])[0] == created

@@ -6,7 +6,7 @@ import pytest
 
 from jobstore import InvalidJobError
 
-from conftest import snapshot
+from conftest import log_bytes, snapshot
 
 
 def test_create_jobs_returns_the_stored_documents_in_order(api):
@@ -19,7 +19,7 @@ def test_create_jobs_returns_the_stored_documents_in_order(api):
 
 def test_create_jobs_is_one_logged_write(store, root):
     store.create_jobs([{"name": str(n)} for n in range(50)])
-    log = (root / ".jobstore" / "wal").read_bytes().splitlines()
+    log = log_bytes(root).splitlines()
     assert len([line for line in log if not line.startswith((b"applied", b"jobstore-wal"))]) == 1
 
 

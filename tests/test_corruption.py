@@ -64,6 +64,7 @@ def test_reads_of_intact_tables_still_work(store, root):
 
 def test_a_repaired_file_is_read_again(store, root):
     store.set_job("j", {"name": "x"})
+    store.flush()
     path = root / "pending.json"
     good = path.read_text()
     path.write_text(good[:-5])

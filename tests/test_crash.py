@@ -8,7 +8,7 @@ import pytest
 
 from jobstore import CorruptStoreError, JobStore
 
-from conftest import start_worker
+from conftest import log_bytes, start_worker
 from stress import crash_loop, holders
 
 #: How many kill rounds the loop runs; `python -m tests.stress --rounds 500` runs a longer soak.
@@ -27,31 +27,31 @@ def crash(root, point: str, state: str = "running") -> str:
 @pytest.mark.parametrize("point", ["before-record", "torn-record"])
 def test_a_crash_before_the_record_is_logged_leaves_the_old_state(root, point):
     job_id = crash(root, point)
-    log = (root / ".jobstore" / "wal").read_bytes()
+    log = log_bytes(root)
     store = JobStore(root)
     job, state = store.find_job(job_id)
     assert (state, job["messages"]) == ("pending", "")
-    assert holders(root)[job_id] == ["pending"]
-    assert (root / ".jobstore" / "wal").read_bytes() == log[: log.rfind(b"\n") + 1]  # a torn tail is cut off
+    assert holders(root, flush=False)[job_id] == ["pending"]
+    assert log_bytes(root) == log[: log.rfind(b"\n") + 1]  # a torn tail is cut off
     store.set_job_running(job_id)
     assert JobStore(root).find_job(job_id)[1] == "running"
 
 
 def test_a_crash_after_the_record_completes_the_move(root):
     job_id = crash(root, "after-record")
-    assert holders(root)[job_id] == ["pending"]
+    assert holders(root, flush=False)[job_id] == ["pending"]
     job, state = JobStore(root).find_job(job_id)
     assert (state, job["messages"]) == ("running", "moved")
-    assert holders(root)[job_id] == ["running"]
+    assert holders(root, flush=False)[job_id] == ["running"]
 
 
 def test_a_crash_between_the_two_files_completes_the_move(root):
     job_id = crash(root, "one-file")
-    assert sorted(holders(root)[job_id]) == ["pending", "running"]
+    assert sorted(holders(root, flush=False)[job_id]) == ["pending", "running"]
     store = JobStore(root)
     assert [job["id"] for job in store.get_running_jobs()] == [job_id]
     assert store.get_pending_jobs() == []
-    assert holders(root)[job_id] == ["running"]
+    assert holders(root, flush=False)[job_id] == ["running"]
 
 
 def test_the_move_is_completed_by_a_process_that_already_had_the_store_open(root):

@@ -8,7 +8,7 @@ import re
 
 from jobstore import JobStore, _wal
 
-from conftest import raw_tables, start_worker
+from conftest import log_bytes, raw_tables, start_worker
 
 
 def log_path(root):
@@ -95,7 +95,7 @@ def test_the_boot_id_is_read_where_the_system_has_one():
 def lose_unsynced_tail(root):
     """A power loss after the files were replaced but before the log's last record reached the disk."""
     path = log_path(root)
-    lines = path.read_bytes().split(b"\n")
+    lines = log_bytes(root).split(b"\n")
     last_record = max(number for number, line in enumerate(lines) if line and not line.startswith(b"applied"))
     path.write_bytes(b"\n".join(lines[:last_record]) + b"\n")
     reboot(root)
@@ -108,6 +108,7 @@ def test_a_write_whose_record_never_reached_the_disk_is_undone_in_every_file(roo
     expected = raw_tables(root)
     # The lost write moves a job and starts a new pending file: both file changes were on disk.
     store.create_jobs([{"name": "c"}, {"name": "d"}])
+    store.flush()
     assert (root / "pending-0002.json").exists()
     lose_unsynced_tail(root)
     reopened = JobStore(root)
@@ -125,7 +126,8 @@ def test_the_base_keeps_what_a_checkpoint_synced_and_nothing_after(root):
     linked = json.loads((base / "pending.json").read_text())["pending"]
     assert list(linked) == [job["id"] for job in jobs]
     store.set_job_running(jobs[0]["id"])
-    # The running write replaced pending.json; the base still holds the checkpoint's version.
+    store.flush()
+    # Writing the running job replaced pending.json; the base still holds the checkpoint's version.
     assert list(json.loads((base / "pending.json").read_text())["pending"]) == [job["id"] for job in jobs]
     (root / "pending.json").write_bytes(b"")  # torn by the power loss
     reboot(root)

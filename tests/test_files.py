@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import time
 
 from tinydb import TinyDB
 from tinydb.table import Table
 
 from jobstore import JobStore
+from jobstore._tinydb_engine import MAX_DELAY
 
 from conftest import raw_tables
 
@@ -15,12 +19,14 @@ from conftest import raw_tables
 def test_each_state_has_its_own_file_in_tinydb_layout(store, root):
     created = store.create_job("n", "u", "r")
     store.set_job("r1", {}, "running")
+    store.flush()
     assert json.loads((root / "pending.json").read_text()) == {"pending": {created["id"]: created}}
     assert raw_tables(root)["running"] == {"r1": store.get_job("r1", "running")}
 
 
 def test_files_are_indented_for_people(store, root):
     store.set_job("j", {"name": "read me"})
+    store.flush()
     text = (root / "pending.json").read_text(encoding="utf-8")
     assert '\n    "j": {\n      "id": "j",' in text
     assert text.endswith("}\n")
@@ -28,11 +34,13 @@ def test_files_are_indented_for_people(store, root):
 
 def test_non_ascii_text_is_written_as_itself(store, root):
     store.set_job("j", {"name": "café"})
+    store.flush()
     assert "café" in (root / "pending.json").read_text(encoding="utf-8")
 
 
 def test_tinydb_itself_reads_the_files(store, root):
     created = store.create_job("n", "u", "r")
+    store.flush()
 
     class ById(Table):
         document_id_class = str
@@ -58,6 +66,7 @@ def test_a_moved_job_is_in_exactly_one_table(store, root):
 def test_a_hand_edit_is_seen_by_the_next_call(store, root):
     created = store.create_job("n", "u", "r")
     assert store.get_job(created["id"])["name"] == "n"
+    store.flush()  # the README's rule: files are edited by hand once flushed, while no process writes
     path = root / "pending.json"
     data = json.loads(path.read_text())
     data["pending"][created["id"]]["name"] = "edited by hand"
@@ -81,3 +90,23 @@ def test_each_rewrite_of_a_file_has_a_new_identity_even_when_the_clock_stands_st
         assert len(set(keys)) == 50
         assert [key[3] for key in keys] == list(range(1_000_000_000, 1_000_000_050))
         assert keys[-1] == _files.file_key(folder, "table.json")
+
+
+def test_stores_let_go_of_their_files_when_closed_or_collected(root):
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    JobStore(root).create_job("first")
+    before = open_files()
+    for number in range(40):
+        store = JobStore(root)
+        store.create_job(str(number))
+        if number % 2:
+            store.close()
+        del store
+    time.sleep(MAX_DELAY / 5)  # the helper threads write the files and let their stores go
+    gc.collect()
+    assert open_files() <= before
+    closed = JobStore(root)
+    closed.close()
+    assert len(closed.get_jobs()) == 41  # a closed store opens its files again when next used

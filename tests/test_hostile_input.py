@@ -174,6 +174,7 @@ def seed_for_links(root: Path) -> dict[str, str]:
     store.delete_job(made[3]["id"])
     store.create_job("after the checkpoint")
     store.create_job("and another")
+    store.flush()
     return {"pending": made[4]["id"], "running": made[2]["id"], "finished": made[0]["id"]}
 
 

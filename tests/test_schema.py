@@ -161,6 +161,7 @@ def test_a_list_or_object_that_passed_once_is_not_trusted_with_a_part_of_another
 
 def test_a_field_hand_edited_to_a_bad_value_is_caught_on_the_next_write(store, root):
     store.set_job("j", {"name": "fine"})
+    store.flush()
     path = root / "pending.json"
     tables = json.loads(path.read_text(encoding="utf-8"))
     tables["pending"]["j"]["name"] = 7

@@ -6,10 +6,11 @@ import json
 
 from jobstore import JobStore
 
-from conftest import raw_tables
+from conftest import flushed, raw_tables
 
 
 def names(root) -> list[str]:
+    flushed(root)
     return sorted(path.name for path in root.glob("*.json"))
 
 
@@ -46,6 +47,7 @@ def test_a_job_changed_in_place_keeps_its_segment(root):
     store = JobStore(root, segment_size=2)
     first, _, third = (store.create_job(str(n)) for n in range(3))
     store.set_job_pending(first["id"], {"messages": "still here"})
+    store.flush()
     assert first["id"] in json.loads((root / "pending.json").read_text())["pending"]
     assert [job["id"] for job in store.get_pending_jobs()][0] == first["id"]
     assert store.get_job(third["id"])["name"] == "2"
@@ -55,10 +57,12 @@ def test_finishing_a_job_rewrites_only_the_last_segment(root):
     store = JobStore(root, segment_size=5)
     for job in store.create_jobs([{"name": str(n)} for n in range(22)]):
         store.update_job_result(job["id"], "done")
+    store.flush()
     before = {path.name: path.stat().st_mtime_ns for path in root.glob("finished*.json")}
     job = store.create_job("new")
     store.set_job_running(job["id"])
     store.update_job_result(job["id"], "done")
+    store.flush()
     after = {path.name: path.stat().st_mtime_ns for path in root.glob("finished*.json")}
     changed = sorted(name for name in after if before.get(name) != after[name])
     assert changed == ["finished-0005.json"]
@@ -88,6 +92,7 @@ def test_segments_are_bounded_by_bytes_as_well(root):
     jobs = [store.create_job(f"big {n}") for n in range(6)]
     for job in jobs:
         store.update_job_result(job["id"], "x" * 20_000)
+    store.flush()
     finished = sorted(root.glob("finished*.json"))
     assert len(finished) == 3  # two 20 KB results to a file
     assert all(path.stat().st_size < 50_000 + 4_000 for path in finished)
@@ -99,5 +104,6 @@ def test_a_job_larger_than_the_bound_has_a_file_of_its_own(root):
     small = store.create_job("small")
     large = store.create_job("large", request="y" * 5_000)
     after = store.create_job("after")
+    store.flush()
     tables = [json.loads((root / name).read_text())["pending"] for name in ("pending.json", "pending-0002.json", "pending-0003.json")]
     assert [list(table) for table in tables] == [[small["id"]], [large["id"]], [after["id"]]]
