@@ -45,9 +45,10 @@ _MAGIC = b"jobstore-wal 2"
 #: Logs written before the base folders: their first record for each file holds its whole table.
 _MAGIC_IMAGES = b"jobstore-wal 1"
 _APPLIED = b"applied"
-#: The room a log is first given, and the most it grows by at once (doubling in between).
+#: The room a log is first given, and the most it grows by at once (doubling in between): the
+#: room's zeros are written to disk by the next sync, so a larger step costs more than it saves.
 _ROOM_FIRST = 64 << 10
-_ROOM_MOST = 4 << 20
+_ROOM_MOST = 256 << 10
 #: The bytes a look at the log reads first, and the most it reads at once.
 _READ_FIRST = 4 << 10
 _READ_MOST = 1 << 20
