@@ -9,11 +9,16 @@ send a read or a write outside it. The root is opened as named, links included: 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
+import struct
+import sys
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
+from typing import NamedTuple
 
 from ._errors import CorruptStoreError, UnsafeStoreError
 
@@ -21,16 +26,56 @@ _NO_LINKS = os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | _NO_LINKS
 
 
+class Identity(NamedTuple):
+    """What a file is, without its times: its type and mode, inode number, link count and size."""
+
+    mode: int
+    ino: int
+    nlink: int
+    size: int
+
+
+# statx(2) fields and flags (linux/stat.h): type and mode, link count, inode number, size.
+_STATX_WANTED = 0x1 | 0x2 | 0x4 | 0x100 | 0x200
+_STATX_FIELDS = struct.Struct("=I12xI8xH2xQQ")  # mask, nlink, mode, ino, size: the first 48 of its 256 bytes
+_AT_SYMLINK_NOFOLLOW = 0x100
+
+
+def _load_statx() -> Callable[..., int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).statx
+    except (AttributeError, OSError):  # a C library older than glibc 2.28
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
+    function.restype = ctypes.c_int
+    return function
+
+
+_statx = _load_statx()
+
+
 class Folder:
     """An open folder of the store; every name given to its methods is a plain name within it.
 
     :param fd: a descriptor of the folder, owned by this object
-    :param path: the folder's path, for messages
+    :param path: the folder's path, for messages; or ``within`` and ``name``, which make it
+        only when a message needs it (the store's folders are opened for every operation)
     """
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path | None = None, *, within: Folder | None = None, name: str = "") -> None:
         self.fd = fd
-        self.path = path
+        self._path = path
+        self._within = within
+        self._name = name
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            assert self._within is not None
+            self._path = self._within.path / self._name
+        return self._path
 
     @classmethod
     def root(cls, path: Path, *, create: bool = False) -> Folder:
@@ -66,7 +111,7 @@ class Folder:
 
     def _open_child(self, name: str) -> Folder:
         try:
-            return Folder(os.open(name, _FOLDER, dir_fd=self.fd), self.path / name)
+            return Folder(os.open(name, _FOLDER, dir_fd=self.fd), within=self, name=name)
         except OSError as error:
             refusal = self._refusal(name, error)
             if refusal is error and error.errno == errno.ENOTDIR:
@@ -109,6 +154,31 @@ class Folder:
             return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
+
+    def identity(self, name: str) -> Identity | None:
+        """What the entry is (a link is not followed), or None when there is none; its times are not asked.
+
+        Asking a file's times makes Linux (6.13 on) give its next write a fine-grained time, so
+        that the inode changes with every write and each sync of the file also commits the
+        filesystem's journal. The log is looked at before every write: statx(2) without the times
+        keeps its syncs to the data alone.
+        """
+        global _statx
+        if _statx is not None:
+            buffer = ctypes.create_string_buffer(256)
+            if _statx(self.fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, _STATX_WANTED, buffer) == 0:
+                mask, nlink, mode, ino, size = _STATX_FIELDS.unpack_from(buffer.raw)
+                if mask & _STATX_WANTED == _STATX_WANTED:
+                    return Identity(mode, ino, nlink, size)
+            else:
+                number = ctypes.get_errno()
+                if number == errno.ENOENT:
+                    return None
+                if number not in (errno.ENOSYS, errno.EPERM):  # a kernel or sandbox without it: stat serves
+                    raise OSError(number, os.strerror(number), str(self.path / name))
+                _statx = None
+        status = self.stat(name)
+        return None if status is None else Identity(status.st_mode, status.st_ino, status.st_nlink, status.st_size)
 
     def names(self) -> list[str]:
         """The names of the folder's entries."""

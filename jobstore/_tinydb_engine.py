@@ -485,8 +485,7 @@ class TinyDBEngine:
         # A link in the store is refused by the first operation that needs what it stands for,
         # and reported by check(): opening the store is not yet an operation.
         with Folder.root(root, create=True) as top, suppress(UnsafeStoreError):
-            with top.child(META_DIR, create=True) as meta:
-                meta.child(self.spares.name, create=True).close()
+            top.child(META_DIR, create=True).close()
         self.lock_timeout = lock_timeout
         self.durable = durable
         self.segment_size = segment_size
@@ -748,13 +747,16 @@ class TinyDBEngine:
         Otherwise a directory made read-only under writable files would let the record be logged
         and then stop every later session, each failing to apply it.
         """
-        for path in (self.root, self.spares, self.wal.path):
-            if not os.access(path, os.W_OK) and os.path.exists(path):
+        root, meta = self._root_folder(), self._meta_folder()
+        # Spares hold nothing that must survive: if they were removed, by hand say, the engine's
+        # folder must let them be made again.
+        spares = self.spares.name if os.access(self.spares.name, os.F_OK, dir_fd=meta.fd) else os.curdir
+        for folder, name in ((root, os.curdir), (meta, spares), (meta, self.wal.path.name)):
+            if not os.access(name, os.W_OK, dir_fd=folder.fd) and os.access(name, os.F_OK, dir_fd=folder.fd):
+                path = folder.path / name
                 read_only = os.statvfs(path).f_flag & os.ST_RDONLY
                 code = errno.EROFS if read_only else errno.EACCES
                 raise StoreWriteError(str(path), OSError(code, os.strerror(code)))
-        # Spares hold nothing that must survive: if they were removed, by hand say, start afresh.
-        self._spare_folder()
 
     def _plan(self, batch: Batch) -> list[_SegmentChange]:
         changes: dict[tuple[JobStatus, int], _SegmentChange] = {}

@@ -233,16 +233,16 @@ class WriteAheadLog:
         """Read what other processes appended since this process last looked; say what needs repair."""
         if self.durable:
             self._synced_file()  # a link planted in its place is refused now, before anything is written
-        status = self._folder.stat(self.path.name)
+        status = self._folder.identity(self.path.name)
         if status is None:
             self._start()
             return Catchup()
-        if status.st_ino != self._inode:
+        if status.ino != self._inode:
             # A checkpoint replaced the log: what it added since this process looked is still
             # readable through the old descriptor, and followed rather than read from the files.
             following, previous = self._fd is not None, self.base
             tail = self._read_events() if following else []
-            self._open(status.st_ino)
+            self._open(status.ino)
             header = self._stored_header()
             self._offset = len(header) + 1
             events = self._read_events(first_look=not following)
@@ -256,7 +256,7 @@ class WriteAheadLog:
                 return Catchup(stale=True)
             # A first look: the log's records are older than anything cached, so there is nothing to follow.
             return Catchup(seen=tail + events if following else [])
-        if status.st_size == self._offset or os.pread(self._log, 1, self._offset) in (b"", b"\0"):
+        if status.size == self._offset or os.pread(self._log, 1, self._offset) in (b"", b"\0"):
             return Catchup()
         return Catchup(seen=self._read_events())
 
@@ -495,7 +495,7 @@ class WriteAheadLog:
         filesystem's journal; writes into room already allocated sync only their data. The room
         reads as zero bytes, which no record holds: the log ends at its first zero byte.
         """
-        size = os.fstat(self._log).st_size
+        size = os.lseek(self._log, 0, os.SEEK_END)  # not fstat: see Folder.identity
         if self._offset + length <= size:
             return
         grow = max(length, min(max(size, _ROOM_FIRST), _ROOM_MOST))

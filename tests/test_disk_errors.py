@@ -224,7 +224,8 @@ def read_only_directory(place: Path) -> None:
     store = JobStore(root)
     first = store.create_job("a", "u", "r", "")
     store.set_job_running(first["id"])
-    store.set_job_pending(first["id"])  # now each file the next move writes has its spare already
+    store.set_job_pending(first["id"])
+    store.flush()  # the files written: each file the next move writes has its spare already
     directories = (root, root / ".jobstore", root / ".jobstore" / "spare")
     for directory in directories:
         directory.chmod(0o555)  # the files in them stay writable: only renames are refused
