@@ -210,6 +210,9 @@ class WriteAheadLog:
         self.legacy = False
         self._synced: tuple[int | None, int] = (None, 0)
         self._synced_fd: int | None = None
+        #: whether another process's records were seen: until then no one reads the note, and
+        #: it is not written (in place, after every sync, it costs a single writer 5% of its time)
+        self._shared = False
         self.durable = durable
         self.checkpoint_bytes = checkpoint_bytes
         #: names of the files this log has mentioned since its checkpoint
@@ -241,6 +244,7 @@ class WriteAheadLog:
             # A checkpoint replaced the log: what it added since this process looked is still
             # readable through the old descriptor, and followed rather than read from the files.
             following, previous = self._fd is not None, self.base
+            self._shared = self._shared or following
             tail = self._read_events() if following else []
             self._open(status.ino)
             header = self._stored_header()
@@ -258,6 +262,7 @@ class WriteAheadLog:
             return Catchup(seen=tail + events if following else [])
         if status.size == self._offset or os.pread(self._log, 1, self._offset) in (b"", b"\0"):
             return Catchup()
+        self._shared = True
         return Catchup(seen=self._read_events())
 
     def last_changes(self) -> dict[str, FileChange]:
@@ -401,7 +406,7 @@ class WriteAheadLog:
     def _note(self, inode: int, offset: int) -> None:
         """Tell other processes how far the log is on disk (a hint: a lost note costs a sync, no more)."""
         fd = self._synced_fd
-        if fd is not None:
+        if fd is not None and self._shared:
             try:
                 os.pwrite(fd, _SYNCED.pack(inode, offset, _synced_checksum(inode, offset)), 0)
             except OSError:
