@@ -333,7 +333,7 @@ class WriteAheadLog:
                 os.close(fd)
         self._fd = self._synced_fd = self._inode = None
         self._offset = 0
-        self.pending, self.pending_changes = [], {}
+        self.forget_pending()
 
     def forget_pending(self) -> None:
         """Take the files as holding every record (they were rebuilt from the log)."""
@@ -475,7 +475,7 @@ class WriteAheadLog:
         self._stray = False
         self.mentioned = set()
         # A new log means a checkpoint, which first wrote every pending record into the files.
-        self.pending, self.pending_changes = [], {}
+        self.forget_pending()
 
     def _write(self, data: bytes) -> None:
         if self._stray:
