@@ -72,3 +72,30 @@ def test_a_killed_lock_holder_releases_the_lock(root):
     # The operating system drops the dead process's lock: the next call gets it at once, nothing lost.
     assert [job["id"] for job in store.get_jobs()] == [created["id"]]
     assert store.set_job_running(created["id"])["status"] == "running"
+
+
+def _lock_waiting_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "jobstore-lock-wait")
+
+
+def test_a_wait_given_up_does_not_hold_up_the_next(root):
+    store = JobStore(root, lock_timeout=1)
+    holder = FileLock(str(root / ".jobstore" / "lock"), thread_local=False)
+    holder.acquire()
+    with pytest.raises(StoreLockTimeout):
+        store.create_job("given up")  # its attempt still blocks in a helper thread
+    threading.Timer(0.3, holder.release).start()
+    assert store.create_job("waited")["name"] == "waited"
+    assert [job["name"] for job in store.get_jobs()] == ["waited"]
+
+
+def test_many_waits_share_one_helper_thread(root):
+    store = JobStore(root, lock_timeout=5)
+    before = _lock_waiting_threads()
+    for number in range(20):
+        holder = FileLock(str(root / ".jobstore" / "lock"), thread_local=False)
+        holder.acquire()
+        threading.Timer(0.01, holder.release).start()
+        store.create_job(f"job {number}")
+        assert _lock_waiting_threads() <= before + 1
+    assert len(store.get_jobs()) == 20
