@@ -203,8 +203,36 @@ def fail(job_id: str, message: str) -> Operation[Document]:
         if state in FINAL_STATES:
             allowed = [s.value for s in JobStatus if s not in FINAL_STATES]
             raise JobStateError(job_id, state.value, "fail", allowed)
-        fields = {"messages": with_message(job, message)} if message else {}
+        fields: dict[str, Any] = {"messages": with_message(job, message)} if message else {}
+        if job.get("cancelRequested"):
+            fields["canceled"] = True  # the worker stopped as asked: the job ends canceled, as when canceled waiting
         return _move(batch, JobStatus.ERROR, job, **fields)
+
+    return operation
+
+
+def release(job_id: str, worker: str | None, reason: str) -> Operation[Document]:
+    """Hand a running job back to pending, as if never claimed: its claim does not count as an attempt.
+
+    A job its worker was asked to stop ends canceled instead, which is what the stop was for.
+    """
+
+    def operation(session: Session, batch: Batch) -> Document:
+        state, job = _found(session, job_id)
+        if state is not JobStatus.RUNNING:
+            raise JobStateError(job_id, state.value, "release", [JobStatus.RUNNING.value])
+        holder = job.get("worker")
+        if worker is not None and holder != worker:
+            detail = f"worker {holder!r} holds it now, not {worker!r}"
+            raise JobStateError(job_id, state.value, "release", [JobStatus.RUNNING.value], detail)
+        why = f"released by worker {holder or '?'}" + (f": {reason}" if reason else "")
+        if job.get("cancelRequested"):
+            return _move(batch, JobStatus.ERROR, job, canceled=True, messages=with_message(job, f"canceled: {why}"))
+        attempts = job.get("attempts", 0)
+        unclaimed = {name: value for name, value in job.items() if name not in ("worker", "leaseExpiresAt", "progress")}
+        if isinstance(attempts, int) and attempts > 0:
+            unclaimed["attempts"] = attempts - 1
+        return _move(batch, JobStatus.PENDING, unclaimed, messages=with_message(job, f"{why}; back in the queue"))
 
     return operation
 

@@ -5,7 +5,7 @@ busy workers costs a sleep; a waiter blocked in the kernel is woken as the holde
 kernel's flock has no timeout, so a waiter with a deadline blocks in a helper thread on a
 descriptor of its own and gives up on it if the deadline passes first; should that descriptor
 get the lock later, the helper lets it go at once. A lock's helper thread is kept for its
-later waits: starting a thread for every wait took a tenth of a busy worker's time.
+later waits, not started anew for each.
 """
 
 from __future__ import annotations

@@ -437,6 +437,20 @@ class JobStore:
             raise InvalidJobError(job_id, [("messages", f"a message is a string, not {type(message).__name__}")])
         return self._transact(lifecycle.fail(job_id, message))
 
+    def release_job(self, job_id: str | int, reason: str = "", worker: str | None = None) -> Document:
+        """Hand a running job back to pending (a worker told to stop does this), its claim not counted as an attempt.
+
+        A job whose cancel was asked for (``cancelRequested``) ends in error, ``canceled: true``, instead.
+
+        :param reason: why, added to the job's messages
+        :param worker: when given, the job is released only if this worker holds it
+        :raises JobStateError: when the job is not running, or another worker holds it
+        """
+        job_id = job_id_of(job_id)
+        if not isinstance(reason, str):
+            raise InvalidJobError(job_id, [("messages", f"a reason is a string, not {type(reason).__name__}")])
+        return self._transact(lifecycle.release(job_id, worker, reason))
+
     def retry_job(self, job_id: str | int) -> Document:
         """Run an ended (finished or error) job again: back to pending, as if just submitted, its history kept.
 

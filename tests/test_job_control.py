@@ -103,7 +103,8 @@ def test_cancel_asks_a_running_job_to_stop_and_its_worker_decides(store):
     seen = store.heartbeat(job["id"])
     assert seen["cancelRequested"] is True
     stopped = store.fail_job(job["id"], "stopped on request")
-    assert stopped["status"] == "error"
+    # One rule, however the stop came: a job canceled while running ends canceled, as one canceled waiting.
+    assert (stopped["status"], stopped["canceled"]) == ("error", True)
     with pytest.raises(JobStateError, match="cannot cancel job .*: it is error"):
         store.cancel_job(job["id"])
 
@@ -118,6 +119,48 @@ def test_a_running_job_asked_to_stop_whose_worker_died_ends_canceled(store):
     assert store.requeue_expired_jobs() == [job["id"]]
     ended, state = store.find_job(job["id"])
     assert (state, ended["canceled"]) == ("error", True)
+
+
+def test_a_failed_job_nobody_asked_to_stop_is_not_marked_canceled(store):
+    job = store.create_job("j")
+    store.claim_job("w")
+    assert "canceled" not in store.fail_job(job["id"], "broke")
+
+
+def test_release_hands_a_running_job_back_without_counting_the_attempt(store):
+    job = store.create_job("j")
+    store.claim_job("w1")
+    store.set_job_progress(job["id"], 2, 5)
+    released = store.release_job(job["id"], "interrupted", worker="w1")
+    assert released["status"] == "pending"
+    assert released["attempts"] == 0
+    assert released["messages"].endswith("released by worker w1: interrupted; back in the queue")
+    assert not {"worker", "leaseExpiresAt", "startedAt", "progress"} & released.keys()
+    again = store.claim_job("w2")
+    assert (again["id"], again["attempts"], again["worker"]) == (job["id"], 1, "w2")
+
+
+def test_release_refuses_a_job_not_running_or_held_by_another_worker(store, root):
+    job = store.create_job("j")
+    with pytest.raises(JobStateError, match=r"cannot release job .*: it is pending"):
+        store.release_job(job["id"])
+    store.claim_job("w1")
+    before = snapshot(root)
+    with pytest.raises(JobStateError, match="worker 'w1' holds it now, not 'w2'"):
+        store.release_job(job["id"], worker="w2")
+    with pytest.raises(JobNotFoundError):
+        store.release_job("no-such-job")
+    with pytest.raises(InvalidJobError, match="a reason is a string"):
+        store.release_job(job["id"], 5)  # type: ignore[arg-type]
+    assert snapshot(root) == before
+
+
+def test_a_job_asked_to_stop_and_released_ends_canceled(store):
+    job = store.create_job("j")
+    store.claim_job("w")
+    store.cancel_job(job["id"])
+    ended = store.release_job(job["id"], "stopping")
+    assert (ended["status"], ended["canceled"]) == ("error", True)
 
 
 def test_every_new_field_is_checked_by_the_schema(store, root):

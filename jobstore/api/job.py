@@ -35,6 +35,7 @@ __all__ = [
     "getRunningJobs",
     "heartbeat",
     "purgeJobs",
+    "releaseJob",
     "requeueExpiredJobs",
     "retryJob",
     "setJob",
@@ -172,6 +173,11 @@ def appendJobMessage(jobId: str | int, text: str) -> dict[str, Any]:
 def failJob(jobId: str | int, message: str = "") -> dict[str, Any]:
     """Move a job that has not ended to error, adding the message."""
     return _store().fail_job(jobId, message)
+
+
+def releaseJob(jobId: str | int, reason: str = "") -> dict[str, Any]:
+    """Hand a running job back to pending (a worker told to stop), its claim not counted as an attempt."""
+    return _store().release_job(jobId, reason)
 
 
 def retryJob(jobId: str | int) -> dict[str, Any]:
