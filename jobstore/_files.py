@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
 import secrets
-import stat
 import time
 from contextlib import suppress
 from typing import Any
@@ -61,16 +58,20 @@ def _check_finite(value: Any) -> None:
             _check_finite(item)
 
 
-def write_atomic(folder: Folder, name: str, data: bytes, *, durable: bool = True) -> FileKey:
+def write_atomic(folder: Folder, name: str, data: bytes, *, durable: bool = True, current: FileKey | None = None) -> FileKey:
     """Replace the file's content so that a crash at any instant leaves either the old or the new file.
+
+    The new version is a new file renamed over the old, so the old one's content is gone with
+    it: no copy of an old version stays anywhere.
 
     :param folder: the folder of the file
     :param name: the file to replace (or create)
     :param data: its new content
     :param durable: fsync the file and its folder, so the change also survives a power loss
+    :param current: the identity of the file now, when the caller knows it (None: look it up)
     :returns: the identity of the version written
     """
-    mtime = _next_mtime(folder, name)
+    mtime = _next_mtime(folder, name, current)
     temp = f".{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
     fd = folder.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -105,77 +106,6 @@ def _next_mtime(folder: Folder, name: str, current: FileKey | None = None) -> in
     # Readers keep a parsed file while (inode, size, mtime) is unchanged. Inodes are reused and the
     # kernel's file clock is coarse, so two writes could look alike: keep each path's mtime rising.
     return max(time.time_ns(), previous + 1)
-
-
-def _renameat2() -> Any:
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return function
-
-
-_RENAMEAT2 = _renameat2()
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(folder: Folder, name: str, target: Folder, target_name: str) -> bool:
-    """Swap two files in one atomic step; False where the system or filesystem cannot."""
-    if _RENAMEAT2 is None:
-        return False
-    if _RENAMEAT2(folder.fd, os.fsencode(name), target.fd, os.fsencode(target_name), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
-        return False
-    raise OSError(code, os.strerror(code), str(target.path / target_name))
-
-
-def prepare_spare(folder: Folder, name: str, data: bytes, spares: Folder, current: FileKey | None = None) -> FileKey:
-    """Write a file's next content into its spare (of the same name), ready for :func:`swap_in`; nothing is synced.
-
-    The spare is a file kept beside the store for this: reusing it spares the filesystem creating
-    and freeing an inode per write, several times the cost of the write itself. A crash while it
-    is written leaves only the spare torn.
-
-    :param current: the identity of the file now, when the caller knows it (None: no file, or unknown)
-    :returns: the identity the file will have once swapped in
-    """
-    mtime = _next_mtime(folder, name, current)
-    status = spares.stat(name)
-    if status is not None and (status.st_nlink > 1 or stat.S_ISLNK(status.st_mode)):
-        # The old version of a file that a checkpoint linked into its base: that copy must stay
-        # as it is, so the spare starts anew on a fresh inode. A link in a spare's place goes the
-        # same way, never followed: a spare holds nothing.
-        spares.remove(name)
-    fd = spares.open(name, os.O_WRONLY | os.O_CREAT, 0o666)
-    try:
-        offset = 0
-        view = memoryview(data)
-        while offset < len(data):
-            offset += os.pwrite(fd, view[offset:], offset)
-        os.ftruncate(fd, len(data))
-        os.utime(fd, ns=(mtime, mtime))
-        return _key(os.fstat(fd))
-    except OSError as error:
-        error.filename = error.filename or str(spares.path / name)
-        raise
-    finally:
-        os.close(fd)
-
-
-def swap_in(spares: Folder, folder: Folder, name: str) -> None:
-    """Make the prepared spare the file in one atomic step: a reader sees the old file or the new one.
-
-    The old version becomes the spare, to be written over next time.
-    """
-    try:
-        if not _exchange(spares, name, folder, name):
-            spares.replace(name, folder, name)
-    except OSError as error:
-        error.filename = error.filename or str(folder.path / name)
-        raise
 
 
 def read_json(folder: Folder, name: str) -> tuple[Any, FileKey] | None:

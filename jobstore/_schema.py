@@ -17,6 +17,9 @@ from ._errors import InvalidArgumentError, InvalidJobError
 from ._status import STATES
 
 _SCHEMA_RESOURCE = "schemas/job.schema.json"
+#: The fields of the api.job documentation's field table, in its order; the published schema's
+#: other fields are the store's own, kept as a job goes along.
+API_FIELDS = ("id", "name", "user", "request", "result", "status", "messages")
 
 # The dialects whose keywords the field-by-field check understands: draft 3 words "required" and
 # "type" otherwise, and draft 4 moves the base URI with "id", a name a job field has too.
@@ -59,7 +62,8 @@ class JobSchema:
     """A job JSON Schema compiled once, with what the store derives from it.
 
     :param schema: a JSON Schema for job documents; None for the published one. A custom schema
-        must describe the seven published fields and keep the status enum.
+        must describe every published field (the seven api.job fields and the store's own) and
+        keep the status enum.
     :raises InvalidArgumentError: (a ValueError) when the schema is not a valid JSON Schema, or
         drops a published field
     """
@@ -132,19 +136,65 @@ class JobSchema:
             return [(name, "required field is missing") for name in required if name not in document]
         return [(None, error.message)]
 
-    def field_table(self) -> dict[str, dict[str, Any]]:
-        """Return the field table the api.job docs print: type, required, unique, default, options."""
+    def field_table(self, all_fields: bool = False) -> dict[str, dict[str, Any]]:
+        """Return the field table the api.job docs print: type, required, unique, default, options.
+
+        Each default is a value its field can hold, so that a job made of the defaults (and an id)
+        passes :meth:`validate`: a field the schema gives no default gets the plainest value it allows.
+
+        :param all_fields: list the store's own fields (``createdAt``, ``history``, ``progress``...)
+            too; without it, the seven api.job fields and any field a custom schema adds
+        """
         required = set(self.document.get("required", ()))
+        hidden = () if all_fields else _store_fields()
         return {
             name: {
                 "type": spec.get("type", ""),
                 "required": name in required,
                 "unique": bool(spec.get("x-unique", False)),
-                "default": copy.deepcopy(spec.get("default", "")),
+                "default": _plainest(spec),
                 "options": list(spec.get("enum", [])),
             }
             for name, spec in self._properties.items()
+            if name not in hidden
         }
+
+
+@functools.cache
+def _store_fields() -> frozenset[str]:
+    """The published fields that are the store's own rather than api.job's."""
+    return frozenset(published_schema()["properties"]) - frozenset(API_FIELDS)
+
+
+# A field the schema gives no default still needs one of its own type, or a job made of the defaults fails the check.
+_EMPTY_VALUES: dict[str, Any] = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "null": None}
+
+
+def _plainest(spec: Any) -> Any:
+    """The default a field's schema gives, or else the plainest value it allows.
+
+    That is its first option, else null when its type allows it (a progress total not known),
+    else the empty value of its first type; an object holds the plainest value of each part it requires.
+
+    :param spec: the field's schema
+    """
+    if not isinstance(spec, Mapping):
+        return ""
+    if "default" in spec:
+        return copy.deepcopy(spec["default"])
+    options = spec.get("enum")
+    if isinstance(options, list) and options:
+        return copy.deepcopy(options[0])
+    kind = spec.get("type")
+    kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []
+    if "null" in kinds:
+        return None
+    if kinds and kinds[0] == "object":
+        parts = spec.get("properties")
+        parts = parts if isinstance(parts, Mapping) else {}
+        required = spec.get("required")
+        return {name: _plainest(parts.get(name)) for name in required if isinstance(name, str)} if isinstance(required, list) else {}
+    return copy.deepcopy(_EMPTY_VALUES.get(kinds[0], "")) if kinds and isinstance(kinds[0], str) else ""
 
 
 class _Check:

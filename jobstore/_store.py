@@ -251,18 +251,30 @@ class JobStore:
             index = next(i for i, job in enumerate(jobs) if job["id"] == error.job_id)
             raise InvalidJobError(f"#{index}", error.problems) from None
 
+    @staticmethod
+    def _own_id(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Return the fields with an int ``id`` naming this job replaced by the job id's string, as an int job id is stored.
+
+        :param job_id: the job id as stored
+        :param fields: the fields given (a copy, changed in place)
+        """
+        given = fields.get("id")
+        if isinstance(given, int) and not isinstance(given, bool) and str(given) == job_id:
+            fields["id"] = job_id
+        return fields
+
     def set_job(self, job_id: str | int, data: Mapping[str, Any] | None = None, state: str = "pending") -> Document:
         """Put the job in ``state`` with ``data`` merged into it, creating it when no table holds it.
 
         :param job_id: the job's id (an int is stored as its string)
-        :param data: fields to set (a shallow merge into the stored document); ``id`` may only repeat the job id,
-            and ``status`` is always replaced by ``state``
+        :param data: fields to set (a shallow merge into the stored document); ``id`` may only repeat the job id
+            (as a string or an int), and ``status`` is always replaced by ``state``
         :param state: the state to put the job in
         :returns: the stored document
         """
         target = JobStatus.parse(state)
         job_id = job_id_of(job_id)
-        fields = _fields(job_id, data, "data")
+        fields = self._own_id(job_id, _fields(job_id, data, "data"))
         _same_id(job_id, fields)
 
         def set_job(session: Session, batch: Batch) -> Document:
@@ -285,21 +297,42 @@ class JobStore:
         """:meth:`set_job` with the state ``finished``."""
         return self.set_job(job_id, data, JobStatus.FINISHED)
 
+    @staticmethod
+    def _result_text(job_id: str, data: object) -> str:
+        """Return the result as stored: a string as given, any other JSON value as its JSON text indented by 4, as api.job has always stored it.
+
+        :param job_id: the job concerned, for the error
+        :param data: the result given
+        :raises InvalidJobError: naming the ``result`` field, for a value JSON cannot hold
+        """
+        if isinstance(data, str):
+            return data
+        import json  # the standard library's, for its indent=4 text, which orjson does not write
+
+        try:
+            return json.dumps(data, indent=4, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as error:
+            problem = f"a result is a string or a JSON value, not {type(data).__name__} ({error})"
+            raise InvalidJobError(job_id, [("result", problem)]) from None
+
     def update_job_result(
-        self, job_id: str | int, data: str, input_job: Mapping[str, Any] | None = None
+        self, job_id: str | int, data: Any, input_job: Mapping[str, Any] | None = None
     ) -> Document:
         """Store the job's result and move it to ``finished``.
 
         :param job_id: the job's id
-        :param data: the result
+        :param data: the result: a string is stored as given, any other JSON value (dict, list,
+            number, bool, None) as ``json.dumps(data, indent=4)``
         :param input_job: the document to start from instead of the stored one
         :returns: the stored document
+        :raises InvalidJobError: for a result JSON cannot hold (a set, an object, NaN); nothing is written
         :raises JobNotFoundError: when no ``input_job`` is given and no table holds the job
         """
         job_id = job_id_of(job_id)
+        result = self._result_text(job_id, data)
         start = _fields(job_id, input_job, "input_job") if input_job is not None else None
         if start is not None:
-            _same_id(job_id, start)
+            _same_id(job_id, self._own_id(job_id, start))
 
         def finish(session: Session, batch: Batch) -> Document:
             base: Mapping[str, Any] | None = start
@@ -308,7 +341,7 @@ class JobStore:
                 if found is None:
                     raise JobNotFoundError(job_id)
                 base = found[1]
-            job = {**base, "id": job_id, "result": data, "status": JobStatus.FINISHED.value}
+            job = {**base, "id": job_id, "result": result, "status": JobStatus.FINISHED.value}
             batch.put(JobStatus.FINISHED, job)
             return job
 
@@ -562,6 +595,10 @@ class JobStore:
 
         return self._engine.check(inspect)
 
-    def get_job_schema(self) -> dict[str, dict[str, Any]]:
-        """Return the field table of the store's schema: type, required, unique, default and options per field."""
-        return self.schema.field_table()
+    def get_job_schema(self, *, all_fields: bool = False) -> dict[str, dict[str, Any]]:
+        """Return the field table of the store's schema: type, required, unique, default and options per field.
+
+        :param all_fields: list the store's own fields (``createdAt``, ``history``, ``progress``...) too;
+            without it, the seven api.job fields (and any field a custom schema adds), as api.job prints them
+        """
+        return self.schema.field_table(all_fields)

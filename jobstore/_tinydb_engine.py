@@ -6,9 +6,10 @@ file however long the history grows. Each file is in TinyDB's own layout,
 ``{"<state>": {"<job id>": {...}}}``.
 
 The engine's own files live in ``.jobstore/``: the lock that serializes sessions across
-processes, the write-ahead log that is the commit point of every write (see ``_wal``), and one
-spare per segment through which files are replaced atomically. A write logs its record and
-changes this process's tables; the files are written later, in batches (:class:`LazyWrites`).
+processes and the write-ahead log that is the commit point of every write (see ``_wal``). A
+write logs its record and changes this process's tables; the files are written later, in
+batches (:class:`LazyWrites`), each replaced whole and synced, so that no other copy of a table
+is ever kept.
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ from ._files import (
     FileKey,
     encode,
     file_key,
-    prepare_spare,
     read_json,
     remove_temporary_files,
-    swap_in,
     write_atomic,
 )
 from ._folder import Folder
@@ -58,9 +57,16 @@ DEFAULT_SEGMENT_SIZE = 500
 #: otherwise: finishing a job rewrites the last segment, so with large results this bounds what
 #: each write costs (a job larger than this has a segment of its own).
 DEFAULT_SEGMENT_BYTES = 256 << 10
-#: Base folders, in the engine's folder: ``base-<n>`` holds hard links to every state file as the
-#: checkpoint that made it left them, synced; the log's header names the current one.
+#: Base folders, in the engine's folder, as earlier releases made them at each checkpoint (hard
+#: links to every state file as it then was): read by a replay when present, and removed by the
+#: next checkpoint, since they hold old versions of the tables.
 BASE_PREFIX = "base-"
+#: The folder of spares earlier releases wrote files through, removed by the next checkpoint.
+LEGACY_SPARES = "spare"
+#: The log is started afresh once it outgrows the state files, but never under this size, nor
+#: over :data:`MOST_LOG_BYTES` (see :meth:`TinyDBEngine._log_limit`).
+LEAST_LOG_BYTES = 64 << 10
+MOST_LOG_BYTES = 16 << 20
 
 #: The longest the state files lag behind the log while the writer lives: a writer's helper
 #: thread writes them this long after its first write they lack, at the latest.
@@ -448,13 +454,12 @@ class _Folders(threading.local):
 
     root: Folder | None = None
     meta: Folder | None = None
-    spares: Folder | None = None
 
     def close(self) -> None:
-        for folder in (self.spares, self.meta, self.root):
+        for folder in (self.meta, self.root):
             if folder is not None:
                 folder.close()
-        self.root = self.meta = self.spares = None
+        self.root = self.meta = None
 
 
 class TinyDBEngine:
@@ -481,7 +486,6 @@ class TinyDBEngine:
         self.segment_bytes = segment_bytes
         self.root = root
         self.meta = root / META_DIR
-        self.spares = self.meta / "spare"
         # A link in the store is refused by the first operation that needs what it stands for,
         # and reported by check(): opening the store is not yet an operation.
         with Folder.root(root, create=True) as top, suppress(UnsafeStoreError):
@@ -499,6 +503,8 @@ class TinyDBEngine:
         self._listing_key: tuple[object, int] | None = None
         self._lock = StoreLock(self.lock_path, lock_timeout, self._open_lock_file, self._lock_status)
         self._swept = False
+        #: the log size past which the next write checkpoints, as last worked out (None: not yet)
+        self._log_limit_bytes: int | None = None
 
     @contextmanager
     def session(self) -> Iterator[TinyDBSession]:
@@ -551,18 +557,6 @@ class TinyDBEngine:
     def _meta_folder(self) -> Folder:
         assert self._folders.meta is not None, "the store's folders are used outside a session"
         return self._folders.meta
-
-    def _spare_folder(self) -> Folder:
-        """The spares' folder, made anew when missing (it holds nothing that must survive)."""
-        if self._folders.spares is None:
-            meta = self._meta_folder()
-            try:
-                self._folders.spares = meta.child(self.spares.name, create=True)
-            except UnsafeStoreError:
-                # A link in the folder's place: removed, never followed, and the folder made anew.
-                meta.remove(self.spares.name)
-                self._folders.spares = meta.child(self.spares.name, create=True)
-        return self._folders.spares
 
     def _begin(self) -> None:
         """Start a session under the lock: forget what was checked last time, complete logged writes."""
@@ -628,7 +622,7 @@ class TinyDBEngine:
         meta = self._meta_folder()
         found += [self.meta / name for name in meta.links()]
         for name in meta.names():
-            if name == self.spares.name or name.startswith(BASE_PREFIX):
+            if name == LEGACY_SPARES or name.startswith(BASE_PREFIX):
                 try:
                     with meta.child(name) as folder:
                         found += [folder.path / entry for entry in folder.links()]
@@ -748,10 +742,7 @@ class TinyDBEngine:
         and then stop every later session, each failing to apply it.
         """
         root, meta = self._root_folder(), self._meta_folder()
-        # Spares hold nothing that must survive: if they were removed, by hand say, the engine's
-        # folder must let them be made again.
-        spares = self.spares.name if os.access(self.spares.name, os.F_OK, dir_fd=meta.fd) else os.curdir
-        for folder, name in ((root, os.curdir), (meta, spares), (meta, self.wal.path.name)):
+        for folder, name in ((root, os.curdir), (meta, os.curdir), (meta, self.wal.path.name)):
             if not os.access(name, os.W_OK, dir_fd=folder.fd) and os.access(name, os.F_OK, dir_fd=folder.fd):
                 path = folder.path / name
                 read_only = os.statvfs(path).f_flag & os.ST_RDONLY
@@ -812,6 +803,11 @@ class TinyDBEngine:
     def materialize(self) -> None:
         """Write every pending record into the state files, then note it in the log; call under the lock.
 
+        The records are made durable first, and each file is replaced whole and synced (when the
+        store is durable): a file then never holds a write a power loss could take back, and
+        after one the files as they are, with the log's records replayed over them, are the
+        store. So no older copy of a table need be kept anywhere.
+
         The files are written in the order later states first: a job moving on (pending to
         running, running to finished) is then in its new file before it leaves its old one, so a
         person reading the files at that instant sees it twice, never nowhere.
@@ -821,6 +817,7 @@ class TinyDBEngine:
         """
         if not self.wal.pending:
             return
+        self.wal.settle(self.wal.mark())
         root = self._root_folder()
         keys: dict[str, FileKey | None] = {}
         rank = {state: number for number, state in enumerate(STATES)}
@@ -833,9 +830,7 @@ class TinyDBEngine:
                 continue
             segment = self.table(state).ensure(number)
             storage = segment.storage
-            data = encode({state.value: storage.table})
-            after = prepare_spare(root, name, data, self._spare_folder(), storage.known_key())
-            swap_in(self._spare_folder(), root, name)
+            after = write_atomic(root, name, encode({state.value: storage.table}), durable=self.durable, current=storage.known_key())
             storage.key, storage.added = after, 0
             keys[name] = after
         self._listing = None
@@ -855,25 +850,43 @@ class TinyDBEngine:
 
     def _delete_file(self, name: str) -> None:
         self._root_folder().remove(name)
-        self._spare_folder().remove(name)
 
     def _after_write(self, erased: bool) -> None:
-        """Checkpoint when the log has grown, or when a write removed jobs, so that no copy of them stays on disk."""
-        if erased or self.wal.wants_checkpoint():
+        """Checkpoint when the log has outgrown its limit, or when a write removed jobs, so that no copy of them stays on disk."""
+        if erased or self.wal.size() > self._log_limit():
             # The write is done whatever happens here; a checkpoint that fails is tried again next write.
             with suppress(OSError):
                 self._checkpoint()
 
-    def _checkpoint(self) -> None:
-        """Make every state file durable, link them into a new base folder, and start the log afresh over it.
+    def _log_limit(self) -> int:
+        """The log size past which the next write checkpoints: the state files' size, within :data:`LEAST_LOG_BYTES` and :data:`MOST_LOG_BYTES`.
 
-        The old log, the old base and the spares then go: they may hold documents since removed.
+        A log no larger than the jobs it describes stays small beside them, and a checkpoint's
+        cost (one sync of each file written since) is spread over as many bytes of records as
+        the store holds. The files' size is looked up only when the log passes the last limit.
+        """
+        limit = self._log_limit_bytes
+        if limit is None or self.wal.size() > limit:
+            root = self._root_folder()
+            data = 0
+            for name in self._state_file_names():
+                status = root.stat(name)
+                data += 0 if status is None else status.st_size
+            limit = self._log_limit_bytes = min(MOST_LOG_BYTES, max(LEAST_LOG_BYTES, data))
+        return limit
+
+    def _checkpoint(self) -> None:
+        """Write every pending record into the state files, make them durable, and start the log afresh.
+
+        The old log then goes, with the documents of removed jobs it held; so do the base folders
+        and spares of earlier releases, which hold old versions of the tables.
         """
         self.materialize()
         root, meta = self._root_folder(), self._meta_folder()
-        names = self._state_file_names()
         if self.durable:
-            for name in self.wal.mentioned & names:
+            # Files this release wrote are synced already; a file written by hand or by an
+            # earlier release may not be, and the log that could rebuild it is about to go.
+            for name in self.wal.mentioned & self._state_file_names():
                 with suppress(FileNotFoundError):
                     fd = root.open(name, os.O_RDONLY)
                     try:
@@ -881,23 +894,11 @@ class TinyDBEngine:
                     finally:
                         os.close(fd)
             root.sync()
-        number = self.wal.base + 1
-        base_name = f"{BASE_PREFIX}{number}"
-        meta.remove_folder(base_name)  # left by a checkpoint that died before its log
-        with meta.child(base_name, create=True) as base:
-            for name in names:
-                root.link(name, base, name)
-            if self.durable:
-                base.sync()
-                meta.sync()
-        self.wal.checkpoint(number)
+        self.wal.checkpoint(self.wal.base + 1)
+        self._log_limit_bytes = None
         for name in meta.names():
-            if name.startswith(BASE_PREFIX) and name != base_name:
+            if name.startswith(BASE_PREFIX) or name == LEGACY_SPARES:
                 meta.remove_folder(name)
-        if self._folders.spares is not None:
-            self._folders.spares.close()
-            self._folders.spares = None
-        meta.remove_folder(self.spares.name)
 
     def _state_file_names(self) -> set[str]:
         return {name for name in self._root_folder().names() if parse_segment_file_name(name) is not None}
@@ -990,10 +991,12 @@ class TinyDBEngine:
                 table.reindex(segment.number, change.puts, set(change.removes))
 
     def _replay(self, records: list[Record], base: int | None) -> None:
-        """Rebuild every state file from the base and the log alone, after a power loss may have torn them.
+        """Bring every state file up to date with the log's records that reached the disk, after a power loss.
 
-        A file neither the base nor the log has was made by a write the power loss took back
-        (its record never reached the disk), and goes.
+        The files start from what they hold (a file never holds a record that had not reached
+        the disk): applying a record again to a file that has it changes nothing. A base folder
+        an earlier release left is the start instead, and a file neither it nor the log has was
+        made by a write the power loss took back, and goes.
 
         :param base: the base folder the records start from; None for a log of whole-table images,
             which rebuilds only the files it names

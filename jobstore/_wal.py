@@ -9,16 +9,15 @@ records' changes to it. The record is the only thing synced to disk per write, a
 after the store lock is released, so that the next process's write proceeds while this one
 waits for the disk (the syncs of processes waiting together are one commit of the
 filesystem's journal). A process that reads a record nobody has synced yet syncs the log itself
-before it answers, so nothing is seen that a power loss could take back. The state files are
-synced at each checkpoint, when the log starts afresh and every state file is hard-linked into
-a base folder. So:
+before it answers, so nothing is seen that a power loss could take back. A batch of the state
+files is written only once its records are on disk, each file synced: a file never holds a
+write a power loss could undo. At a checkpoint the log starts afresh, numbered one more. So:
 
 - a process killed before its record is complete changed nothing (the torn tail is cleared);
 - a process killed with records pending leaves them for the next session of any process to
   write into the files (applying a record to a file that has it already changes nothing);
-- after a power loss (the machine's boot id differs from the log's), every state file is rebuilt
-  from the base the log's header names and the records that reached the disk; a file the lost
-  records made is removed.
+- after a power loss (the machine's boot id differs from the log's), the records that reached
+  the disk are applied again over the files as they are.
 
 Records are single JSON lines behind a CRC-32, so a torn or damaged line is recognised. The
 file is grown ahead of need and reads as zeros past its last line (see :meth:`WriteAheadLog._reserve`).
@@ -181,7 +180,8 @@ class Catchup:
 
     #: every record since the checkpoint, when the files may be torn (a power loss happened)
     replay: list[Record] | None = None
-    #: the number of the base folder those records start from; None for a log of whole-table images
+    #: the number of the checkpoint those records start from (and of the base folder an earlier
+    #: release made at it, when there is one); None for a log of whole-table images
     base: int | None = None
     #: the records and markers other processes appended since this one last looked, oldest first
     seen: list[Record | Marker] = field(default_factory=list)
@@ -195,16 +195,15 @@ class WriteAheadLog:
 
     :param path: the log file
     :param durable: fsync each record and each checkpoint
-    :param checkpoint_bytes: start a new log once the current one grows past this size
     """
 
-    def __init__(self, path: Path, *, durable: bool = True, checkpoint_bytes: int = 16 << 20) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = path
         self.synced_path = path.with_name(path.name + ".synced")
         #: the log's folder, opened by the session that uses the log: every file of the log is
         #: opened through it (see ``_folder``)
         self.folder: Folder | None = None
-        #: the base folder the open log's records start from
+        #: the number of the checkpoint that started the open log (0: none yet)
         self.base = 0
         #: the open log predates base folders: it must be checkpointed before anything is added to it
         self.legacy = False
@@ -214,7 +213,6 @@ class WriteAheadLog:
         #: it is not written (in place, after every sync, it costs a single writer 5% of its time)
         self._shared = False
         self.durable = durable
-        self.checkpoint_bytes = checkpoint_bytes
         #: names of the files this log has mentioned since its checkpoint
         self.mentioned: set[str] = set()
         self._fd: int | None = None
@@ -421,11 +419,12 @@ class WriteAheadLog:
                 return None
         return self._synced_fd
 
-    def wants_checkpoint(self) -> bool:
-        return self._offset > self.checkpoint_bytes
+    def size(self) -> int:
+        """The bytes of records (and markers) in the open log."""
+        return self._offset
 
     def checkpoint(self, base: int) -> None:
-        """Start a new, empty log over the base folder ``base``; the caller has made that base durable."""
+        """Start a new, empty log numbered ``base``; the caller has made every state file durable."""
         self.base = base
         self._start()
 

@@ -111,7 +111,22 @@ class Model:
         if job["status"] in FINAL:
             raise JobStateError(job_id, job["status"], "fail", [])
         messages = with_message(job, message) if message else job["messages"]
-        return self.put(job_id, {**job, "messages": messages, "status": "error"})
+        ended = {**job, "messages": messages, "status": "error"}
+        if job.get("cancelRequested"):
+            ended["canceled"] = True
+        return self.put(job_id, ended)
+
+    def release(self, job_id: str, reason: str) -> dict[str, Any]:
+        job = self.existing(job_id)
+        if job["status"] != "running":
+            raise JobStateError(job_id, job["status"], "release", [])
+        why = f"released by worker {job.get('worker') or '?'}" + (f": {reason}" if reason else "")
+        if job.get("cancelRequested"):
+            return self.put(job_id, {**job, "canceled": True, "messages": with_message(job, f"canceled: {why}"), "status": "error"})
+        back = {name: value for name, value in job.items() if name not in ("worker", "progress")}
+        if job.get("attempts", 0) > 0:
+            back["attempts"] = job["attempts"] - 1
+        return self.put(job_id, {**back, "messages": with_message(job, f"{why}; back in the queue"), "status": "pending"})
 
     def retry(self, job_id: str) -> dict[str, Any]:
         job = self.existing(job_id)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import inspect
+import json
+import typing
 import uuid
 
 import pytest
 
-from jobstore import InvalidJobError, InvalidStateError, JobNotFoundError, JobStore
+import jobstore.api
+from jobstore import InvalidArgumentError, InvalidJobError, InvalidStateError, JobNotFoundError, JobStore
 from jobstore.api import job
 
 from conftest import without_times
@@ -118,6 +123,22 @@ def test_set_job_refuses_data_naming_another_job(api):
     assert api.getJob(created["id"]) == created
 
 
+@pytest.mark.parametrize(("job_id", "given"), [(7, 7), (7, "7"), ("7", 7)])
+def test_set_job_takes_an_int_id_in_data_equal_to_the_job_id_as_the_same_job(api, job_id, given):
+    made = api.setJob(job_id, {"id": given, "name": "seven"})
+    assert made["id"] == "7" and made["name"] == "seven"
+    assert api.setJob(job_id, {"id": given}, "running")["id"] == "7"
+    assert [j["id"] for j in api.getJobs()] == ["7"]
+
+
+@pytest.mark.parametrize("other", [8, "8", True, 7.0])
+def test_set_job_with_an_int_id_still_refuses_data_naming_another_job(api, other):
+    api.setJob(7, {"name": "seven"})
+    with pytest.raises(InvalidJobError, match=r"invalid job '7': field 'id': the data names another job"):
+        api.setJob(7, {"id": other})
+    assert api.getJob(7)["name"] == "seven"
+
+
 def test_set_job_within_a_state_keeps_its_place(api):
     first = api.createJob("first", "u", "r", "")
     second = api.createJob("second", "u", "r", "")
@@ -166,11 +187,43 @@ def test_update_job_result_of_a_missing_job_raises_job_not_found(api):
     assert api.getJobs() == []
 
 
-def test_update_job_result_checks_the_result_type(api):
+@pytest.mark.parametrize(
+    "data",
+    [{"answer": 42, "parts": [1, 2.5]}, [1, "two", None], 42, 1.5, True, False, None, {}, []],
+    ids=repr,
+)
+def test_update_job_result_stores_any_other_json_value_as_its_indented_text(api, data):
     created = api.createJob("n", "u", "r", "")
-    with pytest.raises(InvalidJobError, match="'result'"):
-        api.updateJobResult(created["id"], {"not": "a string"})
+    api.updateJobResult(created["id"], data)
+    result = api.getJobResults(created["id"])["result"]
+    assert result == json.dumps(data, indent=4)
+    assert json.loads(result) == data
+
+
+def test_update_job_result_stores_a_string_as_given(api):
+    created = api.createJob("n", "u", "r", "")
+    api.updateJobResult(created["id"], '{"already": "json"}')
+    assert api.getJobResults(created["id"])["result"] == '{"already": "json"}'
+
+
+@pytest.mark.parametrize("data", [{1, 2}, object(), float("nan"), float("inf"), [float("-inf")], {"when": datetime.date(2026, 1, 1)}, b"bytes"], ids=repr)
+def test_update_job_result_refuses_a_value_json_cannot_hold_and_changes_nothing(api, data):
+    created = api.createJob("n", "u", "r", "")
+    with pytest.raises(InvalidJobError, match=r"field 'result': a result is a string or a JSON value") as caught:
+        api.updateJobResult(created["id"], data)
+    assert caught.value.fields == ("result",)
     assert api.getJob(created["id"]) == created
+    assert api.getFinishedJobs() == []
+
+
+def test_update_job_result_of_a_missing_job_with_a_json_value_raises_job_not_found(api):
+    with pytest.raises(JobNotFoundError, match="no job with id 'ghost'"):
+        api.updateJobResult("ghost", {"a": 1})
+    assert api.getJobs() == []
+
+
+def test_update_job_result_takes_any_result_in_its_hints():
+    assert typing.get_type_hints(job.updateJobResult)["data"] is typing.Any
 
 
 def test_delete_job_removes_it_from_any_state(api):
@@ -229,11 +282,11 @@ def test_data_passed_in_is_copied_too(api):
     assert api.getJob("j")["name"] == "kept"
 
 
-def test_get_job_schema_prints_the_published_field_table(api):
+def test_get_job_schema_prints_the_documented_field_table_and_nothing_more(api):
     plain = {"type": "string", "required": False, "unique": False, "default": "", "options": []}
     table = api.getJobSchema()
-    assert table["createdAt"] == table["updatedAt"] == plain
-    assert {name: table[name] for name in list(table)[:7]} == {
+    assert list(table) == ["id", "name", "user", "request", "result", "status", "messages"]
+    assert table == {
         "id": {"type": "string", "required": True, "unique": True, "default": "", "options": []},
         "name": plain,
         "user": plain,
@@ -276,3 +329,65 @@ def test_without_environment_the_default_store_is_jobstore_in_the_working_direct
     job.useStore(None)
     created = job.createJob("cwd", "u", "r", "")
     assert JobStore(tmp_path / "jobstore").find_job(created["id"])[0] == created
+
+
+def test_every_job_function_is_importable_from_the_api_package():
+    from jobstore.api import createJob, getJobSchema, job as module, releaseJob, useStore  # noqa: F401
+
+    assert module is job and createJob is job.createJob and useStore is job.useStore
+    assert jobstore.api.__all__ == sorted(jobstore.api.__all__)
+    assert set(job.__all__) <= set(jobstore.api.__all__)
+    for name in job.__all__:
+        assert getattr(jobstore.api, name) is getattr(job, name)
+
+
+def test_star_import_from_the_api_package_gives_every_job_function():
+    namespace: dict = {}
+    exec("from jobstore.api import *", namespace)
+    assert set(job.__all__) <= set(namespace)
+
+
+def test_release_job_hands_a_running_job_back_to_pending(api):
+    assert list(inspect.signature(api.releaseJob).parameters) == ["jobId", "reason"]
+    created = api.createJob("n", "u", "r", "")
+    claimed = api.claimJob("w1")
+    assert claimed["id"] == created["id"] and claimed["attempts"] == 1
+    released = api.releaseJob(created["id"], "shutting down")
+    assert released["status"] == "pending"
+    assert released["attempts"] == 0
+    assert "worker" not in released
+    assert released["messages"].endswith("shutting down; back in the queue")
+    assert api.findJob(created["id"]) == (released, "pending")
+    assert api.getRunningJobs() == []
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern", "argument"),
+    [
+        (lambda api: api.purgeJobs("finished"), r"^olderThan must be .* when keepLast is None, not None$", "olderThan"),
+        (lambda api: api.purgeJobs("finished", olderThan=-1), r"^olderThan must be a non-negative number of seconds or a timedelta, not -1$", "olderThan"),
+        (lambda api: api.purgeJobs("finished", keepLast=-1), r"^keepLast must be an int of at least 0, not -1$", "keepLast"),
+        (lambda api: api.purgeJobs("finished", None, "keep_last"), r"^keepLast must be an int of at least 0, not 'keep_last'$", "keepLast"),
+        (lambda api: api.claimJob(lease=0), r"^lease must be a positive number of seconds, not 0$", "lease"),
+        (lambda api: api.useStore(""), r"^pathOrStore must be a directory path, not ''$", "pathOrStore"),
+    ],
+)
+def test_argument_errors_name_the_camel_case_arguments(api, call, pattern, argument):
+    with pytest.raises(InvalidArgumentError, match=pattern) as caught:
+        call(api)
+    assert caught.value.argument == argument
+    assert "_" not in str(caught.value).split(", not ")[0]
+
+
+def test_job_errors_name_the_camel_case_arguments(api):
+    with pytest.raises(InvalidJobError, match=r"^invalid job 'j': inputJob must be a dict of job fields, not list$") as caught:
+        api.updateJobResult("j", "done", ["not", "a", "dict"])
+    assert caught.value.problems == ((None, "inputJob must be a dict of job fields, not list"),)
+
+
+def test_the_core_keeps_its_own_argument_names(store):
+    with pytest.raises(InvalidArgumentError, match=r"^older_than must be .* when keep_last is None") as caught:
+        store.purge_jobs("finished")
+    assert caught.value.argument == "older_than"
+    with pytest.raises(InvalidJobError, match="input_job must be a dict"):
+        store.update_job_result("j", "done", ["x"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from jobstore import JobStore
+from jobstore._lifecycle import parse_time
 
 from conftest import start_worker
 
@@ -79,8 +83,10 @@ def test_show_gives_every_field_messages_and_history(jobstore, store):
 
 
 def test_an_unknown_id_is_one_line_naming_it(jobstore, store):
-    for command in ("show", "cancel", "retry", "delete", "wait"):
+    for command in ("show", "cancel", "retry", "delete", "wait", "finish", "fail", "release"):
         one_line_error(jobstore(command, "no-such-job"), 1, "no job with id 'no-such-job'")
+    one_line_error(jobstore("progress", "no-such-job", "1"), 1, "no job with id 'no-such-job'")
+    one_line_error(jobstore("message", "no-such-job", "hello"), 1, "no job with id 'no-such-job'")
 
 
 def test_stats_counts_every_state_zeros_included(jobstore, store):
@@ -104,13 +110,29 @@ def test_wait_exits_0_when_the_job_finishes(jobstore, store, root):
     assert done.stdout == f"job {job['id']} finished\n"
 
 
-def test_wait_exits_1_when_the_job_fails_and_2_on_timeout(jobstore, store):
+def test_wait_exits_1_when_the_job_fails_and_4_on_timeout(jobstore, store):
     job = store.create_job("n")
     done = jobstore("wait", job["id"], "--timeout", "0.3")
-    assert done.returncode == 2 and f"job {job['id']} is still pending after 0.3 s" in done.stderr
+    assert done.returncode == 4 and f"job {job['id']} is still pending after 0.3 s" in done.stderr
     store.fail_job(job["id"], "out of memory")
     done = jobstore("wait", job["id"])
     assert (done.returncode, done.stdout) == (1, f"job {job['id']} ended in error: out of memory\n")
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "inf", "-inf", "1e400"])
+def test_wait_refuses_a_timeout_the_api_refuses_as_a_bad_command_line(jobstore, store, timeout):
+    job = store.create_job("n")
+    one_line_error(jobstore("wait", job["id"], "--timeout", timeout), 2, "--timeout", "timeout must be a non-negative number of seconds")
+    one_line_error(jobstore("wait", job["id"], "--timeout", "soon"), 2, "--timeout", "'soon'")
+
+
+def test_the_help_names_each_exit_status(jobstore):
+    def help_text(*command: str) -> str:
+        return " ".join(jobstore(*command, "--help").stdout.split())  # as wrapped to any width
+
+    assert "1 in error, 4 on timeout" in help_text("wait") and "(exit 4)" in help_text("wait")
+    assert "exit 3 when none waits" in help_text("claim")
+    assert "2 a bad command line, 3 no job to claim, 4 wait timed out" in help_text()
 
 
 def test_wait_follows_the_progress(jobstore, store):
@@ -120,6 +142,158 @@ def test_wait_follows_the_progress(jobstore, store):
     store.update_job_result(job["id"], "done")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0 and "7/9" in err
+
+
+def test_claim_prints_the_id_on_a_line_then_the_job(jobstore, store):
+    first, second = store.create_job("resize", "ann", "cat.png"), store.create_job("thumbs")
+    done = jobstore("claim", "--worker", "sh-1", "--lease", "60")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == first["id"]
+    claimed, state = store.find_job(first["id"])
+    assert (state, claimed["worker"], claimed["attempts"]) == ("running", "sh-1", 1)
+    without_ages = functools.partial(re.sub, r" \((in )?\w+( ago)?\)$", "", flags=re.MULTILINE)
+    assert without_ages(done.stdout) == f"{first['id']}\n" + without_ages(jobstore("show", first["id"]).stdout)
+    assert any(line.split() == ["request", "cat.png"] for line in lines)
+    assert 55 <= (parse_time(claimed["leaseExpiresAt"]) - parse_time(claimed["startedAt"])).total_seconds() <= 60
+    as_json = json.loads(jobstore("claim", "--json").stdout)
+    assert as_json == store.find_job(second["id"])[0] and as_json["status"] == "running"
+
+
+def test_claim_by_default_names_this_host_and_the_process_that_ran_it(jobstore, store):
+    job = store.create_job("n")
+    assert jobstore("claim").returncode == 0
+    assert store.find_job(job["id"])[0]["worker"] == f"{socket.gethostname()}:{os.getpid()}"
+
+
+def test_claim_exits_3_when_no_job_waits(jobstore, store):
+    store.create_job("later")
+    store.set_job("asleep", {}, "idle")
+    assert jobstore("claim").returncode == 0
+    done = jobstore("claim")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "", "no job waits to be claimed\n")
+    started = time.monotonic()
+    done = jobstore("claim", "--json", "--wait", "0.5")
+    assert done.returncode == 3 and done.stdout == "" and time.monotonic() - started >= 0.5
+
+
+def test_claim_waits_for_a_job_to_be_submitted(jobstore, store, root):
+    claimer = subprocess.Popen([str(SCRIPT), "--store", str(root), "claim", "--wait", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    job = store.create_job("late")
+    out, err = claimer.communicate(timeout=60)
+    assert claimer.returncode == 0, err
+    assert out.splitlines()[0] == job["id"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--lease", "0", "lease must be a positive number of seconds"),
+        ("--lease", "-5", "lease must be a positive number of seconds"),
+        ("--lease", "nan", "lease must be a positive number of seconds"),
+        ("--lease", "inf", "lease must be a positive number of seconds"),
+        ("--wait", "-1", "wait must be a non-negative number of seconds"),
+        ("--worker", "", "a worker is a non-empty name"),
+    ],
+)
+def test_claim_refuses_a_bad_option_as_a_bad_command_line(jobstore, store, option, value, says):
+    store.create_job("n")
+    one_line_error(jobstore("claim", option, value), 2, option, says)
+    assert store.get_running_jobs() == []
+
+
+def test_progress_and_message_record_and_print_nothing(jobstore, store):
+    job = store.set_job("j", {}, "running")
+    assert (jobstore("progress", "j", "3", "10").stdout, jobstore("message", "j", "resized 3").stdout) == ("", "")
+    assert jobstore("message", "j", "two\nlines").returncode == 0
+    assert store.find_job("j")[0]["progress"] == {"completed": 3, "total": 10}
+    assert store.find_job("j")[0]["messages"] == "resized 3\ntwo\nlines"
+    assert jobstore("progress", "j", "4").returncode == 0
+    assert store.find_job("j")[0]["progress"] == {"completed": 4, "total": None}
+    assert job["id"] == "j"
+
+
+@pytest.mark.parametrize(
+    ("counts", "says"),
+    [(["11", "10"], "11 steps done is more than the total, 10"), (["x"], "'x' is not a valid integer"), (["--", "-1"], "-1")],
+)
+def test_progress_refuses_bad_counts_as_a_bad_command_line(jobstore, store, counts, says):
+    store.set_job("j", {}, "running")
+    one_line_error(jobstore("progress", "j", *counts), 2, says)
+    assert "progress" not in store.find_job("j")[0]
+
+
+def test_finish_fail_and_release_say_what_became_of_the_job(jobstore, store):
+    for name in ("a", "b", "c", "d"):
+        store.set_job(name, {"worker": "sh-1", "attempts": 1}, "running")
+    assert jobstore("finish", "a", "--result", "small.png").stdout == "job a finished\n"
+    assert store.find_job("a")[0]["result"] == "small.png"
+    assert jobstore("finish", "b").stdout == "job b finished\n"
+    assert store.find_job("b")[0]["result"] == ""
+    assert jobstore("fail", "c", "--message", "out of memory").stdout == "job c failed\n"
+    failed, state = store.find_job("c")
+    assert (state, failed["messages"]) == ("error", "out of memory")
+    assert jobstore("release", "d", "--reason", "shutting down").stdout == "job d is pending again\n"
+    released, state = store.find_job("d")
+    assert (state, released["attempts"]) == ("pending", 0)
+    assert released["messages"] == "released by worker sh-1: shutting down; back in the queue"
+
+
+def test_a_worker_asked_to_stop_ends_the_job_canceled(jobstore, store):
+    for name in ("a", "b"):
+        store.set_job(name, {}, "running")
+        store.cancel_job(name)
+    assert jobstore("fail", "a", "--message", "stopped").stdout == "job a canceled\n"
+    assert jobstore("release", "b").stdout == "job b canceled\n"
+    assert [store.find_job(name)[0]["canceled"] for name in "ab"] == [True, True]
+
+
+def test_worker_commands_refuse_a_job_in_the_wrong_state(jobstore, store):
+    store.set_job("done", {}, "finished")
+    store.create_job("waiting")
+    one_line_error(jobstore("fail", "done"), 1, "cannot fail job 'done'", "finished")
+    waiting = store.get_pending_jobs()[0]["id"]
+    one_line_error(jobstore("release", waiting), 1, f"cannot release job '{waiting}'", "pending")
+    assert store.find_job("done")[1] == "finished" and store.find_job(waiting)[1] == "pending"
+
+
+def test_bash_workers_drain_the_queue_each_job_once(store, tmp_path):
+    jobs = store.create_jobs([{"name": "crop", "request": f"{number}.png"} for number in range(4)])
+    script = tmp_path / "worker.sh"
+    script.write_text(
+        '''while claimed=$("$JOBSTORE" claim --worker "$1" --lease 60); status=$?; [ $status -eq 0 ]; do
+    id=$(head -n 1 <<< "$claimed")
+    "$JOBSTORE" progress "$id" 1 1 || exit 1
+    "$JOBSTORE" finish "$id" --result "by $1" > /dev/null || exit 1
+done
+[ $status -eq 3 ]
+'''
+    )
+    environment = {**os.environ, "JOBSTORE": str(SCRIPT), "JOBSTORE_PATH": str(store.path)}
+    workers = [subprocess.Popen(["bash", str(script), f"sh-{number}"], stderr=subprocess.PIPE, text=True, env=environment) for number in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0 and err == "no job waits to be claimed\n", err
+    finished = store.get_finished_jobs()
+    assert sorted(job["id"] for job in finished) == sorted(job["id"] for job in jobs)
+    assert all(job["attempts"] == 1 and job["result"] == f"by {job['worker']}" and job["progress"]["total"] == 1 for job in finished)
+
+
+def test_stats_and_list_show_running_jobs_whose_lease_lapsed(jobstore, store):
+    store.create_jobs([{"name": "gone"}, {"name": "busy"}])
+    store.claim_job("w1", lease=0.05)
+    store.claim_job("w2", lease=60)
+    time.sleep(0.1)
+    figures = json.loads(jobstore("stats", "--json").stdout)
+    assert (figures["running"], figures["leaseLapsed"], figures["total"]) == (2, 1, 2)
+    lines = dict(line.rsplit(None, 1) for line in jobstore("stats").stdout.splitlines())
+    assert (lines["running"], lines["running (lease lapsed)"]) == ("2", "1")
+    table = jobstore("list").stdout.splitlines()
+    assert [line.split()[1:3] for line in table[1:]] == [["gone", "running"], ["busy", "running"]]
+    assert "running (lease lapsed)" in table[1] and "lapsed" not in table[2]
+    assert [job["status"] for job in json.loads(jobstore("list", "--json").stdout)] == ["running", "running"]
+    assert [job["worker"] for job in store.get_running_jobs()] == ["w1", "w2"]  # shown, not recovered
 
 
 def test_cancel_retry_delete(jobstore, store):

@@ -6,7 +6,9 @@ import os
 import json
 import re
 
-from jobstore import JobStore, _wal
+import pytest
+
+from jobstore import CorruptStoreError, JobStore, _folder, _tinydb_engine, _wal
 
 from conftest import log_bytes, raw_tables, start_worker
 
@@ -23,18 +25,37 @@ def reboot(root):
     path.write_bytes(b"\n".join(lines))
 
 
-def test_after_a_power_loss_torn_files_are_rebuilt_from_the_log(root):
+def test_after_a_power_loss_the_records_on_disk_are_applied_over_the_files(root):
     store = JobStore(root)
     jobs = store.create_jobs([{"name": str(n)} for n in range(5)])
+    store.flush()
+    before = {path.name: path.read_bytes() for path in root.glob("*.json")}
     store.set_job_running(jobs[0]["id"], {"messages": "working"})
     store.update_job_result(jobs[1]["id"], "done")
+    store.flush()
     expected = raw_tables(root)
-    (root / "pending.json").write_bytes(b'{"pending": {"')  # torn by the power loss
-    (root / "finished.json").write_bytes(b"")
+    # The files as they were before the moves, as if none of their batches had been written.
+    for path in root.glob("*.json"):
+        path.unlink()
+    for name, data in before.items():
+        (root / name).write_bytes(data)
     reboot(root)
     assert JobStore(root).find_job(jobs[1]["id"])[1] == "finished"
     assert raw_tables(root) == expected
     assert log_path(root).read_bytes().count(b"\n") == 1  # a fresh log after the replay
+
+
+def test_a_file_torn_by_hand_is_reported_after_a_power_loss_not_rebuilt_over(root):
+    store = JobStore(root)
+    job = store.create_job("j")
+    store.flush()
+    (root / "pending.json").write_bytes(b'{"pending": {"')
+    reboot(root)
+    reopened = JobStore(root)
+    with pytest.raises(CorruptStoreError, match=r"pending\.json \(line 1, column 14\): not valid JSON"):
+        reopened.find_job(job["id"])
+    assert [problem.path for problem in reopened.check()] == ["pending.json"]
+    assert (root / "pending.json").read_bytes() == b'{"pending": {"'
 
 
 def test_a_replay_also_removes_files_the_log_deleted(root):
@@ -48,9 +69,10 @@ def test_a_replay_also_removes_files_the_log_deleted(root):
     assert not (root / "pending.json").exists()
 
 
-def test_a_checkpoint_starts_a_new_log_and_keeps_every_job(root):
+def test_a_checkpoint_starts_a_new_log_and_keeps_every_job(root, monkeypatch):
+    monkeypatch.setattr(_tinydb_engine, "LEAST_LOG_BYTES", 2000)
+    monkeypatch.setattr(_tinydb_engine, "MOST_LOG_BYTES", 2000)
     store = JobStore(root)
-    store._engine.wal.checkpoint_bytes = 2000
     inode = log_path(root).stat().st_ino if log_path(root).exists() else None
     made = [store.create_job(str(n)) for n in range(30)]
     assert log_path(root).stat().st_size < 2000 + 1000
@@ -58,9 +80,10 @@ def test_a_checkpoint_starts_a_new_log_and_keeps_every_job(root):
     assert [job["id"] for job in JobStore(root).get_pending_jobs()] == [job["id"] for job in made]
 
 
-def test_a_process_holding_an_old_log_follows_the_new_one(root):
+def test_a_process_holding_an_old_log_follows_the_new_one(root, monkeypatch):
+    monkeypatch.setattr(_tinydb_engine, "LEAST_LOG_BYTES", 1500)
+    monkeypatch.setattr(_tinydb_engine, "MOST_LOG_BYTES", 1500)
     reader, writer = JobStore(root), JobStore(root)
-    writer._engine.wal.checkpoint_bytes = 1500
     assert reader.get_jobs() == []
     for n in range(20):
         writer.create_job(str(n))
@@ -92,46 +115,50 @@ def test_the_boot_id_is_read_where_the_system_has_one():
         assert boot is not None
 
 
-def lose_unsynced_tail(root):
-    """A power loss after the files were replaced but before the log's last record reached the disk."""
-    path = log_path(root)
-    lines = log_bytes(root).split(b"\n")
-    last_record = max(number for number, line in enumerate(lines) if line and not line.startswith(b"applied"))
-    path.write_bytes(b"\n".join(lines[:last_record]) + b"\n")
-    reboot(root)
-
-
-def test_a_write_whose_record_never_reached_the_disk_is_undone_in_every_file(root):
-    store = JobStore(root, segment_size=2)
-    kept = store.create_jobs([{"name": "a"}, {"name": "b"}])
-    store.set_job_running(kept[0]["id"])
-    expected = raw_tables(root)
-    # The lost write moves a job and starts a new pending file: both file changes were on disk.
-    store.create_jobs([{"name": "c"}, {"name": "d"}])
+def test_the_files_get_a_write_only_once_its_record_is_on_disk(root, monkeypatch):
+    store = JobStore(root)
+    store.create_job("first")
     store.flush()
-    assert (root / "pending-0002.json").exists()
-    lose_unsynced_tail(root)
-    reopened = JobStore(root)
-    assert reopened.check() == []
-    assert raw_tables(root) == expected
-    assert not (root / "pending-0002.json").exists()
+    events = []
+    monkeypatch.setattr(_wal.os, "fdatasync", lambda fd: events.append("log synced"))
+    replace = _folder.Folder.replace
+    monkeypatch.setattr(_folder.Folder, "replace", lambda *args: (events.append(f"{args[3]} replaced"), replace(*args))[1])
+    # The writer is stopped after its record, before it synced the log (as if still waiting on the disk).
+    monkeypatch.setattr(store._engine.wal, "settle", lambda mark: None)
+    store.create_job("second")
+    assert events == []
+    monkeypatch.undo()
+    monkeypatch.setattr(_wal.os, "fdatasync", lambda fd: events.append("log synced"))
+    monkeypatch.setattr(_folder.Folder, "replace", lambda *args: (events.append(f"{args[3]} replaced"), replace(*args))[1])
+    store.flush()
+    assert events[:2] == ["log synced", "pending.json replaced"]
 
 
-def test_the_base_keeps_what_a_checkpoint_synced_and_nothing_after(root):
+def test_a_checkpoint_keeps_no_copy_of_the_tables_beside_the_files(root):
     store = JobStore(root)
     jobs = store.create_jobs([{"name": str(n)} for n in range(3)])
     with store._engine.session():
         store._engine._checkpoint()
-    base = next((root / ".jobstore").glob("base-*"))
-    linked = json.loads((base / "pending.json").read_text())["pending"]
-    assert list(linked) == [job["id"] for job in jobs]
     store.set_job_running(jobs[0]["id"])
     store.flush()
-    # Writing the running job replaced pending.json; the base still holds the checkpoint's version.
-    assert list(json.loads((base / "pending.json").read_text())["pending"]) == [job["id"] for job in jobs]
-    (root / "pending.json").write_bytes(b"")  # torn by the power loss
+    assert sorted(path.name for path in (root / ".jobstore").iterdir()) == ["lock", "wal", "wal.synced"]
+    (root / "pending.json").write_bytes(b"")  # emptied by hand
     reboot(root)
-    assert [job["id"] for job in JobStore(root).get_pending_jobs()] == [job["id"] for job in jobs[1:]]
+    with pytest.raises(CorruptStoreError, match=r"pending\.json"):
+        JobStore(root).get_pending_jobs()
+
+
+def test_a_checkpoint_removes_the_base_folders_and_spares_of_earlier_releases(root):
+    store = JobStore(root)
+    job = store.create_job("j")
+    store.flush()
+    for folder in ("base-1", "spare"):
+        (root / ".jobstore" / folder).mkdir()
+        (root / ".jobstore" / folder / "pending.json").write_bytes((root / "pending.json").read_bytes())
+    store.delete_job(store.create_job("gone")["id"])  # a delete checkpoints at once
+    assert not (root / ".jobstore" / "base-1").exists()
+    assert not (root / ".jobstore" / "spare").exists()
+    assert store.find_job(job["id"])[1] == "pending"
 
 
 def test_a_reader_syncs_a_record_nobody_synced_before_answering(root, monkeypatch):

@@ -85,6 +85,10 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def fail(self, job_id, message):
         self.both(lambda: self.store.fail_job(job_id, message), lambda: self.model.fail(job_id, message))
 
+    @rule(job_id=ids | fixed_ids, reason=texts)
+    def release(self, job_id, reason):
+        self.both(lambda: self.store.release_job(job_id, reason), lambda: self.model.release(job_id, reason))
+
     @rule(job_id=ids | fixed_ids)
     def retry(self, job_id):
         self.both(lambda: self.store.retry_job(job_id), lambda: self.model.retry(job_id))

@@ -30,6 +30,67 @@ def test_the_field_table_follows_the_schema_file():
     assert table["name"]["required"] is True
 
 
+API_FIELDS = ["id", "name", "user", "request", "result", "status", "messages"]
+
+
+def test_the_field_table_lists_the_seven_api_job_fields_and_all_fields_on_request(store):
+    assert list(store.get_job_schema()) == API_FIELDS
+    everything = store.get_job_schema(all_fields=True)
+    assert list(everything) == list(published_schema()["properties"])
+    assert {name: everything[name] for name in API_FIELDS} == store.get_job_schema()
+    assert everything["attempts"] == {"type": "integer", "required": False, "unique": False, "default": 0, "options": []}
+    assert everything["progress"]["default"] == {"completed": 0, "total": None}
+    assert everything["history"]["default"] == []
+    assert everything["canceled"]["default"] is False
+    assert everything["cancelRequested"]["default"] is False
+
+
+@pytest.mark.parametrize("all_fields", [False, True])
+def test_a_job_made_of_the_table_defaults_passes_the_schema(store, all_fields):
+    table = store.get_job_schema(all_fields=all_fields)
+    document = {**{name: row["default"] for name, row in table.items()}, "id": "j"}
+    store.schema.validate(document)
+    assert store.schema.problems(document) == []
+    for name, row in table.items():
+        assert store.schema.problems({"id": "j", name: row["default"]} if name != "id" else {"id": "j"}) == [], name
+
+
+def test_every_table_default_of_a_custom_schema_is_a_value_its_field_can_hold(root):
+    schema = published_schema()
+    schema["properties"]["weight"] = {"type": "number"}
+    schema["properties"]["note"] = {"type": ["string", "null"]}
+    schema["properties"]["size"] = {"enum": ["small", "large"]}
+    schema["properties"]["owner"] = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name"],
+    }
+    store = JobStore(root, schema=schema)
+    table = store.get_job_schema()
+    assert list(table) == [*API_FIELDS, "weight", "note", "size", "owner"]
+    assert [table[name]["default"] for name in ("weight", "note", "size", "owner")] == [0, None, "small", {"name": ""}]
+    defaults = {name: row["default"] for name, row in store.get_job_schema(all_fields=True).items()}
+    store.schema.validate({**defaults, "id": "j"})
+    made = store.set_job("j", {name: defaults[name] for name in ("weight", "note", "size", "owner")})
+    assert made["owner"] == {"name": ""}
+
+
+def test_the_schema_says_the_progress_total_is_always_there_and_may_be_null(store):
+    progress = published_schema()["properties"]["progress"]
+    assert progress["required"] == ["completed", "total"]
+    assert "null" in progress["properties"]["total"]["type"]
+    store.set_job("j", {}, "running")
+    assert store.set_job_progress("j", 3)["progress"] == {"completed": 3, "total": None}
+    with pytest.raises(InvalidJobError, match="field 'progress'"):
+        store.set_job("j", {"progress": {"completed": 3}})
+
+
+def test_the_schema_requires_only_the_id(store):
+    assert published_schema()["required"] == ["id"]
+    assert [name for name, row in store.get_job_schema(all_fields=True).items() if row["required"]] == ["id"]
+    assert list(published_schema()["properties"])[:7] == API_FIELDS
+
+
 def test_unknown_fields_are_rejected_and_named(store, root):
     created = store.create_job("n", "u", "r")
     before = snapshot(root)

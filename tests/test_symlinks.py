@@ -24,8 +24,8 @@ CASES = [
     pytest.param(".jobstore/wal", "file", RAISES, RAISES, id="wal-to-file"),
     # A copy of the real log is the sly case: the store would work as usual, writing outside.
     pytest.param(".jobstore/wal", "copy", RAISES, RAISES, id="wal-to-copy"),
-    # Reads never touch the spares; a write that meets a link in a spare's place (a spare holds
-    # nothing) removes the link and writes a spare of its own.
+    # The spares' folder of an earlier release: nothing reads or writes it, and a checkpoint
+    # removes it (a link in it, or in its place, goes; never what the link points to).
     pytest.param(".jobstore/spare/pending.json", "file", WORKS, WORKS, id="spare-file-to-file"),
     pytest.param("pending.json", "copy", RAISES, RAISES, id="state-file-to-copy"),
     pytest.param(".jobstore/lock", "missing", RAISES, RAISES, id="lock-to-missing"),
@@ -59,11 +59,7 @@ def tree(folder: Path) -> dict[str, object]:
 
 
 def kept(root: Path) -> dict[str, object]:
-    """The store's own files (as :func:`tree` gives them) less what the spares hold.
-
-    A spare is scratch: a write refused at one file's spare may already have filled another's,
-    and nothing reads a spare before it is swapped in.
-    """
+    """The store's own files (as :func:`tree` gives them) less what an earlier release's spares hold (nothing reads them)."""
     return {
         name: value
         for name, value in tree(root).items()
@@ -80,6 +76,7 @@ def plant(root: Path, location: str, target: str, outside: Path) -> Path:
     """
     link = root / location
     outside.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)  # the folder of an earlier release's spares, say
     if target == "file":
         destination = outside / "target"
         destination.write_bytes(PRECIOUS)
@@ -119,7 +116,7 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def pending_id(root: Path) -> str:
-    """Seed the store with a finished job and two pending ones (so spares and the first checkpoint exist); return a pending one's id."""
+    """Seed the store with a finished job and two pending ones (so the first checkpoint exists); return a pending one's id."""
     store = JobStore(root)
     first, second, _ = store.create_jobs([{"name": name} for name in ("first", "second", "third")])
     assert store.claim_job("seeder")["id"] == first["id"]

@@ -50,7 +50,7 @@ def die_mid_move(job_id: str, state: str, point: str) -> None:
     Points: ``before-record`` (nothing logged yet), ``torn-record`` (half the log record written),
     ``after-record`` (the record logged, no file replaced), ``one-file`` (one of two files replaced).
     """
-    from jobstore import _tinydb_engine, _wal
+    from jobstore import _folder, _tinydb_engine, _wal
 
     if point in ("before-record", "torn-record"):
         write = _wal.WriteAheadLog._write
@@ -62,16 +62,18 @@ def die_mid_move(job_id: str, state: str, point: str) -> None:
 
         _wal.WriteAheadLog._write = crash_in_write
     else:
-        swap_in = _tinydb_engine.swap_in
+        replace = _folder.Folder.replace
         budget = [{"after-record": 0, "one-file": 1}[point]]
 
-        def crash_after_budget(*args):
-            if budget[0] == 0:
-                os._exit(9)
-            budget[0] -= 1
-            return swap_in(*args)
+        def crash_after_budget(folder, name, target, target_name):
+            # Only state files count: the log is replaced by checkpoints, which come after the files.
+            if _tinydb_engine.parse_segment_file_name(target_name) is not None:
+                if budget[0] == 0:
+                    os._exit(9)
+                budget[0] -= 1
+            return replace(folder, name, target, target_name)
 
-        _tinydb_engine.swap_in = crash_after_budget
+        _folder.Folder.replace = crash_after_budget
     job.setJob(job_id, {"messages": "moved"}, state)
     ack(job_id, state)
 

@@ -1,1 +1,75 @@
-"""The api.job module's functions, faithful to their camelCase names: ``from jobstore.api import job``."""
+"""The api.job module's functions, faithful to their camelCase names.
+
+Import them from here (``from jobstore.api import createJob``), as from ``uaimodal.api``, or take
+the module (``from jobstore.api import job``).
+"""
+
+from __future__ import annotations
+
+from . import job
+from .job import (
+    appendJobMessage,
+    blockUntilComplete,
+    cancelJob,
+    claimJob,
+    createJob,
+    createJobs,
+    deleteJob,
+    failJob,
+    findJob,
+    getErrorJobs,
+    getFinishedJobs,
+    getIdleJobs,
+    getJob,
+    getJobResults,
+    getJobSchema,
+    getJobs,
+    getPendingJobs,
+    getRunningJobs,
+    heartbeat,
+    purgeJobs,
+    releaseJob,
+    requeueExpiredJobs,
+    retryJob,
+    setJob,
+    setJobFinished,
+    setJobPending,
+    setJobProgress,
+    setJobRunning,
+    updateJobResult,
+    useStore,
+)
+
+__all__ = [
+    "appendJobMessage",
+    "blockUntilComplete",
+    "cancelJob",
+    "claimJob",
+    "createJob",
+    "createJobs",
+    "deleteJob",
+    "failJob",
+    "findJob",
+    "getErrorJobs",
+    "getFinishedJobs",
+    "getIdleJobs",
+    "getJob",
+    "getJobResults",
+    "getJobSchema",
+    "getJobs",
+    "getPendingJobs",
+    "getRunningJobs",
+    "heartbeat",
+    "job",
+    "purgeJobs",
+    "releaseJob",
+    "requeueExpiredJobs",
+    "retryJob",
+    "setJob",
+    "setJobFinished",
+    "setJobPending",
+    "setJobProgress",
+    "setJobRunning",
+    "updateJobResult",
+    "useStore",
+]

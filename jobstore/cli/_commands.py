@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +17,17 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .._errors import JobNotFoundError, JobStoreError, WaitTimeout
+from .._errors import InvalidArgumentError, JobNotFoundError, JobStoreError, WaitTimeout
 from .._lifecycle import FINAL_STATES
 from .._status import STATES, JobStatus
-from .._store import JobStore
+from .._store import JobStore, seconds
 from .._version import __version__
 from ._render import job_detail, job_lines, parse_duration, statistics, statistics_lines
 
 #: Exit statuses beyond 0: 1 for an error (or, for ``wait``, a job that ended in error), 2 for
-#: a bad command line (or, for ``wait``, a timeout), 130 when interrupted.
-FAILED, TIMED_OUT, INTERRUPTED = 1, 2, 130
+#: a bad command line, 3 when ``claim`` finds no job waiting, 4 when ``wait`` times out, 130 when
+#: interrupted. A script tells "nothing to do" and "not yet" from a failure by the status alone.
+FAILED, NOTHING_TO_CLAIM, TIMED_OUT, INTERRUPTED = 1, 3, 4, 130
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -65,7 +68,37 @@ def duration(context: click.Context, parameter: click.Parameter, value: str | No
         raise click.BadParameter(str(error)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def span_of_seconds(positive: bool = False) -> Callable[[click.Context, click.Parameter, float | None], float | None]:
+    """A click callback checking a number of seconds as the API does, so a bad one is a bad command line.
+
+    :param positive: zero is refused too
+    """
+
+    def check(context: click.Context, parameter: click.Parameter, value: float | None) -> float | None:
+        if value is None:
+            return None
+        try:
+            return seconds(parameter.name or "seconds", value, positive=positive)
+        except InvalidArgumentError as error:
+            raise click.BadParameter(str(error)) from None
+
+    return check
+
+
+def ended(job: Mapping[str, Any]) -> str:
+    """What became of a job a worker let go: the line ``finish``, ``fail`` and ``release`` print."""
+    if job.get("status") == JobStatus.PENDING:
+        return f"job {job['id']} is pending again"
+    if job.get("canceled"):
+        return f"job {job['id']} canceled"
+    return f"job {job['id']} {'finished' if job.get('status') == JobStatus.FINISHED else 'failed'}"
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit statuses: 0 done, 1 an error (for wait, the job ended in error), 2 a bad command line, "
+    "3 no job to claim, 4 wait timed out, 130 interrupted.",
+)
 @click.option(
     "--store",
     "path",
@@ -136,10 +169,10 @@ def stats(context: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("job_id", metavar="ID")
-@click.option("--timeout", type=float, help="Give up after this many seconds (exit 2).")
+@click.option("--timeout", type=float, callback=span_of_seconds(), metavar="S", help="Give up after this many seconds (exit 4).")
 @click.pass_context
 def wait(context: click.Context, job_id: str, timeout: float | None) -> int:
-    """Follow a job's progress until it ends: exit 0 when finished, 1 in error, 2 on timeout."""
+    """Follow a job's progress until it ends: exit 0 when finished, 1 in error, 4 on timeout."""
     jobs = store(context)
     if jobs.find_job(job_id)[0] is None:
         raise JobNotFoundError(job_id)  # before the bar is drawn, so the error stays one line
@@ -169,6 +202,78 @@ def wait(context: click.Context, job_id: str, timeout: float | None) -> int:
     last = (job.get("messages") or "").splitlines()
     click.echo(f"job {job_id} ended in error{': ' + last[-1] if last else ''}")
     return FAILED
+
+
+@cli.command()
+@click.option("--worker", metavar="W", help="Who claims it; by default this host and the pid of the process that ran the command.")
+@click.option("--lease", type=float, callback=span_of_seconds(positive=True), metavar="S", help="Seconds the claim lasts; by default the store's.")
+@click.option("--wait", type=float, callback=span_of_seconds(), metavar="S", help="Wait this many seconds for a job to be submitted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_context
+def claim(context: click.Context, worker: str | None, lease: float | None, wait: float | None, as_json: bool) -> int:
+    """Claim the job that has waited longest: print its id on a line, then the job; exit 3 when none waits."""
+    if worker is None:
+        # The command's own pid dies with it; the script that runs it is the worker.
+        worker = f"{socket.gethostname()}:{os.getppid()}"
+    elif not worker:
+        raise click.BadParameter("a worker is a non-empty name", param_hint="'--worker'")
+    job = store(context).claim_job(worker, lease, wait)
+    if job is None:
+        err.print("no job waits to be claimed", markup=False)
+        return NOTHING_TO_CLAIM
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(f"{job['id']}\n{job_detail(job)}")
+    return 0
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.argument("completed", metavar="N", type=click.IntRange(min=0))
+@click.argument("total", type=click.IntRange(min=0), required=False)
+@click.pass_context
+def progress(context: click.Context, job_id: str, completed: int, total: int | None) -> None:
+    """Record that N steps of the job (of TOTAL, when given) are done; prints nothing."""
+    if total is not None and completed > total:
+        raise click.BadParameter(f"{completed} steps done is more than the total, {total}", param_hint="'TOTAL'")
+    store(context).set_job_progress(job_id, completed, total)
+
+
+@cli.command("message")
+@click.argument("job_id", metavar="ID")
+@click.argument("text")
+@click.pass_context
+def add_message(context: click.Context, job_id: str, text: str) -> None:
+    """Add a line to the job's messages; prints nothing."""
+    store(context).append_job_message(job_id, text)
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--result", default="", metavar="R", help="The job's result (empty when not given).")
+@click.pass_context
+def finish(context: click.Context, job_id: str, result: str) -> None:
+    """Store the job's result and move it to finished."""
+    click.echo(ended(store(context).update_job_result(job_id, result)))
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--message", default="", metavar="M", help="Why, added to the job's messages.")
+@click.pass_context
+def fail(context: click.Context, job_id: str, message: str) -> None:
+    """Move a job that has not ended to error."""
+    click.echo(ended(store(context).fail_job(job_id, message)))
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--reason", default="", metavar="R", help="Why, added to the job's messages.")
+@click.pass_context
+def release(context: click.Context, job_id: str, reason: str) -> None:
+    """Hand a running job back to pending, its claim not counted; one asked to stop ends canceled."""
+    click.echo(ended(store(context).release_job(job_id, reason)))
 
 
 @cli.command()

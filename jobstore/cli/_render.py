@@ -79,13 +79,29 @@ def _cell(value: str, limit: int = 40) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+#: How a running job whose lease has lapsed is shown: its worker is likely gone, and the next
+#: claim or ``requeue-expired`` will take the job back.
+LAPSED = "running (lease lapsed)"
+
+
+def lease_lapsed(job: Mapping[str, Any], now: datetime.datetime) -> bool:
+    """Whether the job is running under a lease that ended by ``now``, as the next claim would judge it.
+
+    :param job: the document
+    :param now: the current UTC time
+    """
+    expires = parse_time(job.get("leaseExpiresAt"))
+    return job.get("status") == JobStatus.RUNNING and expires is not None and expires <= now
+
+
 def job_lines(jobs: Iterable[Mapping[str, Any]]) -> list[str]:
     """The jobs as a header and a line each: id, name, user, status, progress and age (since submitted)."""
     now = utc_now()
     rows = [["id", "name", "user", "status", "progress", "age"]]
     for job in jobs:
-        fields = [str(job.get(name, "")) for name in ("id", "name", "user", "status")]
-        rows.append([*fields, progress(job), age(job.get("createdAt"), now)])
+        fields = [str(job.get(name, "")) for name in ("id", "name", "user")]
+        status = LAPSED if lease_lapsed(job, now) else str(job.get("status", ""))
+        rows.append([*fields, status, progress(job), age(job.get("createdAt"), now)])
     return aligned(rows, right={5})
 
 
@@ -123,15 +139,19 @@ def entered(job: Mapping[str, Any]) -> datetime.datetime | None:
 
 
 def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts per state (every state, zeros included), the total, the oldest pending job's age in
-    seconds (None when none waits) and how many jobs finished in the last hour."""
+    """Counts per state (every state, zeros included), how many running jobs' leases have lapsed,
+    the total, the oldest pending job's age in seconds (None when none waits) and how many jobs
+    finished in the last hour."""
     now = utc_now()
     counts = {state.value: 0 for state in STATES}
+    lapsed = 0
     oldest: datetime.datetime | None = None
     recent = 0
     for job in jobs:
         status = str(job.get("status"))
         counts[status] = counts.get(status, 0) + 1
+        if lease_lapsed(job, now):
+            lapsed += 1
         if status == JobStatus.PENDING:
             since = entered(job)
             if since is not None and (oldest is None or since < oldest):
@@ -141,6 +161,7 @@ def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             recent += 1
     return {
         **counts,
+        "leaseLapsed": lapsed,
         "total": sum(counts.values()),
         "oldestPendingSeconds": None if oldest is None else round((now - oldest).total_seconds(), 3),
         "finishedLastHour": recent,
@@ -150,8 +171,10 @@ def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def statistics_lines(stats: Mapping[str, Any]) -> list[str]:
     """The figures of :func:`statistics` for a person, one per line."""
     oldest = stats["oldestPendingSeconds"]
-    rows = [
-        *((state.value, str(stats[state.value])) for state in STATES),
+    rows = [(state.value, str(stats[state.value])) for state in STATES]
+    # Among the running, not beside them: the states' counts still add up to the total.
+    rows.insert(STATES.index(JobStatus.RUNNING) + 1, (LAPSED, str(stats["leaseLapsed"])))
+    rows += [
         ("total", str(stats["total"])),
         ("oldest pending", "-" if oldest is None else span(oldest)),
         ("finished in the last hour", str(stats["finishedLastHour"])),
