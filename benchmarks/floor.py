@@ -30,10 +30,11 @@ import orjson
 from jsonschema import validators
 from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
-from tinydb.table import Document, Table
+from tinydb.table import Document
 
 from jobstore._lifecycle import timestamp, utc_now
 from jobstore._schema import published_schema
+from jobstore._tinydb_engine import JobTable
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lifecycle import jobstore_lifecycle, persist_queue_lifecycle, seed_jobstore  # noqa: E402
@@ -42,23 +43,8 @@ LOG_ROOM = 256 << 20  # bytes preallocated for the log: appends then change no f
 TRIM = 100  # the oldest finished jobs removed at a time, keeping the history between its size and this more
 
 
-class _ById(Table):
-    """Keyed by job id, and updated with one copy of the table, as jobstore's tables are."""
-
-    document_id_class = str  # type: ignore[assignment]
-    default_query_cache_capacity = 0
-
-    def _update_table(self, updater: Callable[[dict[str, Any]], None]) -> None:  # type: ignore[override]
-        tables = self._storage.read() or {}
-        table = dict(tables.get(self.name, {}))
-        updater(table)
-        tables[self.name] = table
-        self._storage.write(tables)
-        self.clear_cache()
-
-
 class _Database(TinyDB):
-    table_class = _ById
+    table_class = JobTable  # keyed by job id and updated with one copy of the table, as the store's are
 
 
 def bare_lifecycle(folder: Path, history: int) -> Callable[[], None]:

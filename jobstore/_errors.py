@@ -35,6 +35,7 @@ class InvalidArgumentError(JobStoreError, ValueError):
     def __init__(self, argument: str, value: object, expected: str) -> None:
         self.argument = argument
         self.value = value
+        self.expected = expected
         super().__init__(f"{argument} must be {expected}, not {_short(value)}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json  # the standard library's, for the indent=4 text api.job stores, which orjson does not write
 import os
 import socket
 import time
@@ -307,8 +308,6 @@ class JobStore:
         """
         if isinstance(data, str):
             return data
-        import json  # the standard library's, for its indent=4 text, which orjson does not write
-
         try:
             return json.dumps(data, indent=4, allow_nan=False)
         except (TypeError, ValueError, RecursionError) as error:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
-from .._errors import InvalidArgumentError, InvalidJobError, _short
+from .._errors import InvalidArgumentError, InvalidJobError
 from .._store import JobStore
 
 __all__ = [
@@ -93,14 +93,8 @@ def _camel_case_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return function(*args, **kwargs)
         except InvalidArgumentError as error:
-            argument = _CAMEL_NAMES.get(error.argument, error.argument)
-            message = str(error)
-            value = f", not {_short(error.value)}"
-            head, tail = (message[: -len(value)], value) if message.endswith(value) else (message, "")
-            if head.startswith(error.argument + " "):
-                head = argument + head[len(error.argument) :]
-            error.argument = argument
-            error.args = (_camel(head) + tail,)
+            named = InvalidArgumentError(_CAMEL_NAMES.get(error.argument, error.argument), error.value, _camel(error.expected))
+            error.argument, error.args = named.argument, named.args
             raise
         except InvalidJobError as error:
             # A problem with no field is one with an argument (inputJob not a dict); one with a field
