@@ -91,6 +91,12 @@ class Session(Protocol):
     def apply(self, batch: Batch) -> None:
         """Write every change of the batch atomically: after a crash, all of it or none of it is seen."""
 
+    def record_schema(self, schema: Mapping[str, Any]) -> None:
+        """Record the store's job schema, durably and at once, replacing any recorded before."""
+
+    def schema_token(self) -> Hashable:
+        """Return a value that changes whenever the recorded schema does, cheaply (looked at every session)."""
+
 
 class Engine(Protocol):
     """A place that keeps jobs, one table per state."""
@@ -100,6 +106,12 @@ class Engine(Protocol):
 
     def check(self, inspect: Callable[[Mapping[str, Any]], list[str]]) -> list[StoreProblem]:
         """List every problem of the stored data, changing nothing; ``inspect`` judges one document."""
+
+    def recorded_schema(self) -> Mapping[str, Any] | None:
+        """Return the job schema the store records, or None when it records none (the published one applies).
+
+        Readable outside a session, so that a store whose other data is damaged can still be checked.
+        """
 
     def flush(self) -> None:
         """Bring the stored files up to date with every write now, where the engine writes them lazily."""

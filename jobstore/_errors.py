@@ -183,3 +183,38 @@ class UnsafeStoreError(CorruptStoreError):
         self.detail = detail
         self.line = None
         self.column = None
+
+
+class NotAStoreError(JobStoreError, OSError):
+    """The path cannot hold a job store: it is a file, no directory can be made there, or it is a directory of other files.
+
+    ``errno`` is the operating system's, when it refused; ``path`` names the path given.
+
+    :param path: the store's path as given
+    :param detail: why it cannot be a store
+    :param error: the operating system's error, when there was one
+    """
+
+    def __init__(self, path: str, detail: str, error: OSError | None = None) -> None:
+        if error is None:
+            super().__init__(detail)
+        else:
+            super().__init__(error.errno, error.strerror or str(error), path)
+        self.path = path
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"cannot open a job store at {self.path}: {self.detail}"
+
+
+class SchemaConflictError(JobStoreError, ValueError):
+    """The schema given is not the one the store records, or jobs of the store fail the schema it was to record; nothing was changed.
+
+    :param path: the store's path
+    :param detail: how the schemas differ, or which jobs fail the new one
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"the job store at {path} {detail}")

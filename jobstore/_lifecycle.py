@@ -185,11 +185,19 @@ def check_progress(job_id: str, completed: object, total: object) -> dict[str, i
     return {"completed": completed, "total": total}  # type: ignore[dict-item]
 
 
-def update(job_id: str, change: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Operation[Document]:
-    """Change fields of the job in place, whatever its state."""
+def report(job_id: str, action: str, change: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Operation[Document]:
+    """Change what a worker reports of a running job (its progress, its messages), in place.
+
+    Only a running job is being worked on: a report on a job waiting or ended would tell of work
+    that is not happening (a finished job shown at 1 of 2).
+
+    :param action: what is asked, for the error ("set the progress of")
+    """
 
     def operation(session: Session, batch: Batch) -> Document:
         state, job = _found(session, job_id)
+        if state is not JobStatus.RUNNING:
+            raise JobStateError(job_id, state.value, action, [JobStatus.RUNNING.value])
         return _move(batch, state, job, **change(job))
 
     return operation

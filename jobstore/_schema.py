@@ -58,6 +58,28 @@ def published_schema() -> dict[str, Any]:
     return schema
 
 
+def schema_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """Say in a few words how two job schemas differ: the fields one has and the other lacks, the fields typed otherwise."""
+
+    def fields(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        properties = schema.get("properties")
+        return properties if isinstance(properties, Mapping) else {}
+
+    before, after = fields(old), fields(new)
+    parts = []
+    for words, names in (
+        ("fields added", [name for name in after if name not in before]),
+        ("fields dropped", [name for name in before if name not in after]),
+        ("fields changed", [name for name in after if name in before and after[name] != before[name]]),
+    ):
+        if names:
+            parts.append(f"{words}: {', '.join(names)}")
+    if not parts:
+        keywords = sorted(key for key in {*old, *new} - {"properties"} if old.get(key) != new.get(key))
+        parts.append(f"keywords changed: {', '.join(keywords)}")
+    return "; ".join(parts)
+
+
 class JobSchema:
     """A job JSON Schema compiled once, with what the store derives from it.
 

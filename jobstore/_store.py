@@ -8,17 +8,25 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from ._engine import Batch, Document, Engine, Session, StoreProblem
 from . import _lifecycle as lifecycle
-from ._errors import InvalidArgumentError, InvalidJobError, InvalidStateError, JobNotFoundError, WaitTimeout
+from ._errors import (
+    CorruptStoreError,
+    InvalidArgumentError,
+    InvalidJobError,
+    InvalidStateError,
+    JobNotFoundError,
+    SchemaConflictError,
+    WaitTimeout,
+)
 from ._files import check_storable
 from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
-from ._schema import JobSchema
+from ._schema import JobSchema, published_schema, schema_difference
 from ._status import STATES, JobStatus
 from ._tinydb_engine import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
 
@@ -50,6 +58,9 @@ def job_id_of(job_id: object) -> str:
         return str(job_id)
     raise InvalidJobError(job_id, [("id", "a job id is a non-empty string or an int")])
 
+
+#: A schema token no store gives: the first operation reads the store's schema.
+_NOT_READ = object()
 
 #: Ten thousand years: longer spans overflow the clock's arithmetic, and no wait needs them.
 _LONGEST = 10_000 * 365.25 * 86_400
@@ -134,10 +145,16 @@ class JobStore:
         if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b"") or "\0" in str(os.fspath(path)):
             raise InvalidArgumentError("path", path, "a directory path")
         self.path = Path(path)
-        self.schema = JobSchema(schema)
+        given = None if schema is None else JobSchema(schema)  # a bad schema is refused before the store is touched
         self._engine: Engine = TinyDBEngine(
             self.path, lock_timeout=lock_timeout, durable=durable, segment_size=segment_size, segment_bytes=segment_bytes
         )
+        #: the schema every write is checked against: the one the store records, else the published one
+        self.schema = given or JobSchema()
+        self._schema_token: Hashable = _NOT_READ
+        if given is not None:
+            with self._engine.session() as session:
+                self._adopt_schema(session, given)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -161,13 +178,18 @@ class JobStore:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
 
-    def _transact(self, operation: Callable[[Session, Batch], T]) -> T:
+    def _transact(self, operation: Callable[[Session, Batch], T], *, follow_schema: bool = True) -> T:
         """Run one operation: lock, read, stage changes, validate them, write them, return a copy.
 
         Every public method goes through here, so no write escapes the lock or the schema, and no
         caller gets a reference into the engine's documents.
+
+        :param follow_schema: first take up the schema the store records, if it changed since last read
         """
         with self._engine.session() as session:
+            token = session.schema_token()
+            if follow_schema and token != self._schema_token:
+                self._follow_schema(token)
             batch = Batch()
             result = operation(session, batch)
             if batch:
@@ -177,6 +199,64 @@ class JobStore:
                     self._check(document)
                 session.apply(batch)
             return copy_json(result)
+
+    def _follow_schema(self, token: Hashable) -> None:
+        """Use the schema the store records now: another process may have recorded or changed it."""
+        recorded = self._engine.recorded_schema()
+        try:
+            if recorded is not None:
+                self.schema = JobSchema(recorded)
+            elif self.schema.document != published_schema():
+                self.schema = JobSchema()
+        except InvalidArgumentError as error:
+            detail = f"the schema it records is not a job schema: {error.expected}; record one with change_schema() (jobstore schema --set FILE)"
+            raise CorruptStoreError(str(self.path), detail) from None
+        self._schema_token = token
+
+    def _adopt_schema(self, session: Session, given: JobSchema) -> None:
+        """Open the store with a schema of the caller's: the one it records, or recorded now if it records none."""
+        recorded = self._engine.recorded_schema()
+        if recorded is None:
+            if given.document != published_schema():
+                self._refuse_failing_jobs(session, given)
+                session.record_schema(given.document)
+        elif recorded != given.document:
+            raise SchemaConflictError(
+                str(self.path),
+                f"records another job schema ({schema_difference(recorded, given.document)}): open it without "
+                "a schema to use the recorded one, or change that with change_schema() (jobstore schema --set FILE)",
+            )
+        self.schema = given
+        self._schema_token = session.schema_token()
+
+    def _refuse_failing_jobs(self, session: Session, schema: JobSchema) -> None:
+        failing = [
+            (document.get("id"), problems)
+            for state in STATES
+            for document in session.jobs(state)
+            if (problems := schema.problems(document))
+        ]
+        if failing:
+            shown = "; ".join(str(InvalidJobError(job_id, problems)) for job_id, problems in failing[:3])
+            more = f" (and {len(failing) - 3} more)" if len(failing) > 3 else ""
+            raise SchemaConflictError(str(self.path), f"holds {len(failing)} job{'s' if len(failing) != 1 else ''} the schema refuses{more}, so it was not recorded: {shown}")
+
+    def change_schema(self, schema: Mapping[str, Any]) -> None:
+        """Record a new job schema for the store, once every job it holds passes it; every process follows it from its next operation.
+
+        :param schema: the new schema, extending the published one as the ``schema`` argument must
+        :raises InvalidArgumentError: when it is not a job schema
+        :raises SchemaConflictError: naming the jobs that fail it; nothing is changed
+        """
+        new = JobSchema(schema)
+
+        def change(session: Session, batch: Batch) -> None:
+            self._refuse_failing_jobs(session, new)
+            session.record_schema(new.document)
+            self.schema = new
+            self._schema_token = session.schema_token()
+
+        self._transact(change, follow_schema=False)  # a damaged recorded schema is what this replaces
 
     def _check(self, document: Document) -> None:
         try:
@@ -215,9 +295,10 @@ class JobStore:
         :returns: the stored document
         """
         fields = {"name": name, "user": user, "request": request, "result": result, "messages": ""}
-        job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
 
         def create(session: Session, batch: Batch) -> Document:
+            # Made under the lock: the defaults are those of the schema the store records now.
+            job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
             batch.put(JobStatus.PENDING, job, new=True)
             return job
 
@@ -233,15 +314,17 @@ class JobStore:
         """
         if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
             raise InvalidArgumentError("specs", specs, "a list of dicts of job fields")
-        jobs = []
+        given = []
         for index, spec in enumerate(specs):
             fields = _fields(f"#{index}", spec, f"spec #{index}")
             for name in ("id", "status"):
                 if name in fields:
                     raise InvalidJobError(f"#{index}", [(name, "is assigned by the store, not given")])
-            jobs.append(self._new_job(str(uuid.uuid4()), JobStatus.PENDING, {"messages": "", **fields}))
+            given.append({"messages": "", **fields})
+        jobs: list[Document] = []
 
         def create(session: Session, batch: Batch) -> list[Document]:
+            jobs[:] = [self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields) for fields in given]
             for job in jobs:
                 batch.put(JobStatus.PENDING, job, new=True)
             return jobs
@@ -444,20 +527,24 @@ class JobStore:
         return self._transact(lifecycle.requeue_expired(self.max_attempts))
 
     def set_job_progress(self, job_id: str | int, completed: int, total: int | None = None) -> Document:
-        """Record how far the job has got: ``progress = {"completed": completed, "total": total}``.
+        """Record how far a running job has got: ``progress = {"completed": completed, "total": total}``.
 
         :raises InvalidJobError: (a ValueError) for negative counts, non-ints, or completed > total
+        :raises JobStateError: when the job is not running
         """
         job_id = job_id_of(job_id)
         progress = lifecycle.check_progress(job_id, completed, total)
-        return self._transact(lifecycle.update(job_id, lambda job: {"progress": progress}))
+        return self._transact(lifecycle.report(job_id, "set the progress of", lambda job: {"progress": progress}))
 
     def append_job_message(self, job_id: str | int, text: str) -> Document:
-        """Add a line to the job's ``messages``."""
+        """Add a line to a running job's ``messages`` (any other change of messages goes through :meth:`set_job`).
+
+        :raises JobStateError: when the job is not running
+        """
         job_id = job_id_of(job_id)
         if not isinstance(text, str):
             raise InvalidJobError(job_id, [("messages", f"a message is a string, not {type(text).__name__}")])
-        return self._transact(lifecycle.update(job_id, lambda job: {"messages": lifecycle.with_message(job, text)}))
+        return self._transact(lifecycle.report(job_id, "add a message to", lambda job: {"messages": lifecycle.with_message(job, text)}))
 
     def fail_job(self, job_id: str | int, message: str = "") -> Document:
         """Move a job that has not ended to ``error``, adding ``message`` to its messages.
@@ -588,11 +675,23 @@ class JobStore:
         log says should be there but is not.
         """
 
+        # Not through a session: a damaged log, which fails every session, is one of the problems listed.
+        try:
+            self._follow_schema(_NOT_READ)
+            schema, found = self.schema, []
+        except CorruptStoreError as error:
+            schema, found = JobSchema(), [StoreProblem(os.path.relpath(error.path, self.path), error.detail)]
+
         def inspect(document: Mapping[str, Any]) -> list[str]:
-            problems = self.schema.problems(document)
+            problems = schema.problems(document)
             return InvalidJobError(document.get("id"), problems).details() if problems else []
 
-        return self._engine.check(inspect)
+        return found + self._engine.check(inspect)
+
+    def job_schema(self) -> JobSchema:
+        """Return the store's job schema as it is now: the one the store records, else the published one."""
+        self._transact(lambda session, batch: None)
+        return self.schema
 
     def get_job_schema(self, *, all_fields: bool = False) -> dict[str, dict[str, Any]]:
         """Return the field table of the store's schema: type, required, unique, default and options per field.
@@ -600,4 +699,4 @@ class JobStore:
         :param all_fields: list the store's own fields (``createdAt``, ``history``, ``progress``...) too;
             without it, the seven api.job fields (and any field a custom schema adds), as api.job prints them
         """
-        return self.schema.field_table(all_fields)
+        return self.job_schema().field_table(all_fields)

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +33,7 @@ from tinydb.table import Document as TinyDocument
 from tinydb.table import Table
 
 from ._engine import Batch, Document, StoreProblem
-from ._errors import CorruptStoreError, JobStoreError, StoreWriteError, UnsafeStoreError
+from ._errors import CorruptStoreError, JobStoreError, NotAStoreError, StoreWriteError, UnsafeStoreError
 from ._files import (
     TEMP_SUFFIX,
     FileKey,
@@ -61,6 +61,8 @@ DEFAULT_SEGMENT_BYTES = 256 << 10
 #: links to every state file as it then was): read by a replay when present, and removed by the
 #: next checkpoint, since they hold old versions of the tables.
 BASE_PREFIX = "base-"
+#: The store's own schema, in the engine's folder, when it was opened with one (see JobStore).
+SCHEMA_FILE = "schema.json"
 #: The folder of spares earlier releases wrote files through, removed by the next checkpoint.
 LEGACY_SPARES = "spare"
 #: The log is started afresh once it outgrows the state files, but never under this size, nor
@@ -382,6 +384,17 @@ class TinyDBSession:
     def apply(self, batch: Batch) -> None:
         self._engine.commit(batch)
 
+    def record_schema(self, schema: Mapping[str, Any]) -> None:
+        engine = self._engine
+        folder = engine._meta_folder()
+        with engine._reported("the schema was not recorded"):
+            write_atomic(folder, SCHEMA_FILE, encode(schema), durable=engine.durable)
+            if engine.durable:
+                folder.sync()
+
+    def schema_token(self) -> Hashable:
+        return self._engine._meta_folder().identity(SCHEMA_FILE)
+
 
 class LazyWrites:
     """Writes the state files in a helper thread, :data:`QUIET_DELAY` after the last write, at most :data:`MAX_DELAY` after the first.
@@ -462,6 +475,44 @@ class _Folders(threading.local):
         self.root = self.meta = None
 
 
+def _make_store(root: Path) -> None:
+    """Make ``root`` a store's directory unless it is one: a new or empty directory becomes one.
+
+    A store is a directory holding the engine's folder; state files alone (copied by hand, say)
+    make one too. Any other file there means the directory is someone else's, and is refused
+    rather than filled with jobs.
+
+    :raises NotAStoreError: for a file, a place no directory can be made, or a directory of other files
+    """
+    try:
+        top = Folder.root(root, create=True)
+    except OSError as error:
+        raise NotAStoreError(str(root), _refused(error), error) from None
+    with top:
+        names = top.names()
+        if META_DIR in names:
+            # Whatever it is: a link there is refused by the first operation that needs it, and
+            # reported by check(); opening the store is not yet an operation.
+            return
+        others = sorted(name for name in names if parse_segment_file_name(name) is None and not name.endswith(TEMP_SUFFIX))
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise NotAStoreError(str(root), f"it is a directory of other files ({shown}), not a job store")
+        try:
+            top.child(META_DIR, create=True).close()
+        except OSError as error:
+            raise NotAStoreError(str(root), _refused(error), error) from None
+
+
+def _refused(error: OSError) -> str:
+    """Say in a few words why the operating system refused a store's directory."""
+    if isinstance(error, NotADirectoryError):
+        return "it is a file, or inside one, not a directory"
+    if isinstance(error, (FileNotFoundError, PermissionError)) or error.errno in (errno.EROFS, errno.EACCES):
+        return f"no directory can be made there ({error.strerror})"
+    return error.strerror or str(error)
+
+
 class TinyDBEngine:
     """Jobs in segmented JSON files per state under ``root``, safe across processes, threads and crashes.
 
@@ -486,10 +537,7 @@ class TinyDBEngine:
         self.segment_bytes = segment_bytes
         self.root = root
         self.meta = root / META_DIR
-        # A link in the store is refused by the first operation that needs what it stands for,
-        # and reported by check(): opening the store is not yet an operation.
-        with Folder.root(root, create=True) as top, suppress(UnsafeStoreError):
-            top.child(META_DIR, create=True).close()
+        _make_store(root)
         self.lock_timeout = lock_timeout
         self.durable = durable
         self.segment_size = segment_size
@@ -635,6 +683,20 @@ class TinyDBEngine:
         name = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else error.path
         where = "" if error.line is None else f" (line {error.line}, column {error.column})"
         return StoreProblem(name, error.detail + where)
+
+    def recorded_schema(self) -> dict[str, Any] | None:
+        # Read without the lock (the file is only ever replaced whole) and through folders of its
+        # own, so that check() reads it even when the log is damaged, and a session's stay open.
+        try:
+            with Folder.root(self.root) as top, top.child(META_DIR) as meta:
+                loaded = read_json(meta, SCHEMA_FILE)
+        except FileNotFoundError:
+            return None
+        if loaded is None:
+            return None
+        if not isinstance(loaded[0], dict):
+            raise CorruptStoreError(str(self.meta / SCHEMA_FILE), f"the store's schema is a JSON {type(loaded[0]).__name__}, not an object")
+        return loaded[0]
 
     def waiter(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
         """Every write appends to the log in the engine's folder; a file edited by hand changes the root."""

@@ -17,6 +17,8 @@ from jobstore import JobStore, JobStoreError
 from jobstore.api import job
 
 WORKER = Path(__file__).with_name("worker.py")
+#: The installed console script, beside the interpreter running the tests.
+SCRIPT = Path(sys.executable).with_name("jobstore")
 
 
 @pytest.fixture
@@ -29,6 +31,27 @@ def root(tmp_path: Path) -> Path:
 def store(root: Path) -> JobStore:
     """A new, empty store."""
     return JobStore(root)
+
+
+@pytest.fixture
+def jobstore(root: Path, tmp_path: Path):
+    """Run ``jobstore --store ROOT ARGS``; return the finished process (text stdout and stderr)."""
+    assert SCRIPT.exists(), "the jobstore console script is missing: pip install -e '.[test]'"
+
+    def run(*args: str, store: Path | None = root, timeout: float = 60, **options) -> subprocess.CompletedProcess[str]:
+        command = [str(SCRIPT), *(["--store", str(store)] if store else []), *args]
+        environment = {**os.environ, "COLUMNS": "200", **options.pop("env", {})}
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=tmp_path, **options)
+
+    return run
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    """The command failed with ``code`` and said why in one line naming ``words``, no traceback."""
+    assert done.returncode == code, done
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("jobstore: "), done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
+    assert done.stdout == ""
 
 
 @pytest.fixture

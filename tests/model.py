@@ -99,11 +99,18 @@ class Model:
     def update_result(self, job_id: str, result: str) -> dict[str, Any]:
         return self.put(job_id, {**self.existing(job_id), "result": result, "status": "finished"})
 
+    def running(self, job_id: str, action: str) -> dict[str, Any]:
+        """The job, which a worker's report (progress, a message) needs to be running."""
+        job = self.existing(job_id)
+        if job["status"] != "running":
+            raise JobStateError(job_id, job["status"], action, [])
+        return job
+
     def progress(self, job_id: str, completed: int, total: int | None) -> dict[str, Any]:
-        return self.put(job_id, {**self.existing(job_id), "progress": {"completed": completed, "total": total}})
+        return self.put(job_id, {**self.running(job_id, "set the progress of"), "progress": {"completed": completed, "total": total}})
 
     def append(self, job_id: str, text: str) -> dict[str, Any]:
-        job = self.existing(job_id)
+        job = self.running(job_id, "add a message to")
         return self.put(job_id, {**job, "messages": with_message(job, text)})
 
     def fail(self, job_id: str, message: str) -> dict[str, Any]:

@@ -18,31 +18,9 @@ import pytest
 from jobstore import JobStore
 from jobstore._lifecycle import parse_time
 
-from conftest import start_worker
+from conftest import SCRIPT, one_line_error, start_worker
 
-SCRIPT = Path(sys.executable).with_name("jobstore")
 STATES = ["idle", "pending", "running", "finished", "error"]
-
-
-@pytest.fixture
-def jobstore(root: Path, tmp_path: Path):
-    """Run ``jobstore --store ROOT ARGS``; return the finished process (text stdout and stderr)."""
-    assert SCRIPT.exists(), "the jobstore console script is missing: pip install -e '.[test]'"
-
-    def run(*args: str, store: Path | None = root, timeout: float = 60, **options) -> subprocess.CompletedProcess[str]:
-        command = [str(SCRIPT), *(["--store", str(store)] if store else []), *args]
-        environment = {**os.environ, "COLUMNS": "200", **options.pop("env", {})}
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=tmp_path, **options)
-
-    return run
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
-    """The command failed with ``code`` and said why in one line naming ``words``, no traceback."""
-    assert done.returncode == code, done
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("jobstore: "), done.stderr
-    assert all(word in done.stderr for word in words), done.stderr
-    assert done.stdout == ""
 
 
 def test_create_prints_the_id_of_a_new_pending_job(jobstore, root):

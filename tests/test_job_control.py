@@ -34,6 +34,7 @@ def test_going_back_to_the_queue_clears_the_run_times(store):
 
 def test_progress_is_recorded_and_checked(store, root):
     job = store.create_job("j")
+    store.claim_job("w")
     assert store.set_job_progress(job["id"], 3, 10)["progress"] == {"completed": 3, "total": 10}
     assert store.set_job_progress(job["id"], 4)["progress"] == {"completed": 4, "total": None}
     before = snapshot(root)
@@ -53,10 +54,24 @@ def test_progress_is_recorded_and_checked(store, root):
 
 def test_messages_are_appended_as_lines(store):
     job = store.create_job("j")
+    store.claim_job("w")
     store.append_job_message(job["id"], "step 1")
     assert store.append_job_message(job["id"], "step 2")["messages"] == "step 1\nstep 2"
     with pytest.raises(InvalidJobError, match="a message is a string, not int"):
         store.append_job_message(job["id"], 3)
+
+
+@pytest.mark.parametrize("state", ["idle", "pending", "finished", "error"])
+def test_progress_and_messages_are_only_for_a_running_job(store, root, state):
+    job = store.set_job("j", {}, state)
+    store.flush()
+    before = snapshot(root)
+    with pytest.raises(JobStateError, match=f"cannot set the progress of job 'j': it is {state}; only running jobs can be"):
+        store.set_job_progress("j", 1, 2)
+    with pytest.raises(JobStateError, match=f"cannot add a message to job 'j': it is {state}; only running jobs can be"):
+        store.append_job_message("j", "note")
+    assert snapshot(root) == before
+    assert store.find_job("j") == (job, state)
 
 
 def test_fail_moves_a_running_job_to_error_with_its_message(store):

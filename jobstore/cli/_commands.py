@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
@@ -19,6 +19,7 @@ from rich.text import Text
 
 from .._errors import InvalidArgumentError, JobNotFoundError, JobStoreError, WaitTimeout
 from .._lifecycle import FINAL_STATES
+from .._schema import JobSchema
 from .._status import STATES, JobStatus
 from .._store import JobStore, seconds
 from .._version import __version__
@@ -40,12 +41,9 @@ class Opener:
         self.path = path
 
     def open(self, create: bool = False) -> JobStore:
-        if not (self.path / ".jobstore").is_dir():
-            if not create:
-                raise click.ClickException(f"no job store at {self.path} (give --store PATH or set JOBSTORE_PATH)")
-            if self.path.is_dir() and any(self.path.iterdir()):
-                # Never scatter a store's files among someone else's (the default ./jobstore may be a source tree).
-                raise click.ClickException(f"{self.path} is a directory of other files, not a job store")
+        # The store itself refuses a directory of other files (the default ./jobstore may be a source tree).
+        if not create and not (self.path / ".jobstore").is_dir():
+            raise click.ClickException(f"no job store at {self.path} (give --store PATH or set JOBSTORE_PATH)")
         return JobStore(self.path)
 
 
@@ -343,6 +341,29 @@ def validate(context: click.Context) -> int:
         return FAILED
     click.echo(f"no problems in {jobs.path}")
     return 0
+
+
+@cli.command()
+@click.option(
+    "--set",
+    "new",
+    type=click.File("rb"),
+    help="Record this JSON Schema file (- for stdin) as the store's, once every job passes it (making the store if needed).",
+)
+@click.pass_context
+def schema(context: click.Context, new: BinaryIO | None) -> None:
+    """Print the store's job schema: the one it records, else the published one."""
+    if new is None:
+        print_json(store(context).job_schema().document)
+        return
+    try:
+        document = json.loads(new.read())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise click.BadParameter(f"{new.name} is not JSON: {error}", param_hint="--set") from None
+    JobSchema(document)  # a schema refused here leaves no new store behind
+    jobs = store(context, create=True)
+    jobs.change_schema(document)
+    click.echo(f"recorded the schema of {new.name} for {jobs.path}")
 
 
 @cli.command()
