@@ -127,7 +127,9 @@ class JobStateError(JobStoreError, ValueError):
     ) -> None:
         self.job_id = job_id
         self.status = status
+        self.action = action
         self.allowed = tuple(allowed)
+        self.detail = detail
         reason = detail or f"it is {status}; only {', '.join(self.allowed)} jobs can be"
         super().__init__(f"cannot {action} job {job_id!r}: {reason}")
 
@@ -218,3 +220,39 @@ class SchemaConflictError(JobStoreError, ValueError):
         self.path = path
         self.detail = detail
         super().__init__(f"the job store at {path} {detail}")
+
+
+class NotAuthorizedError(JobStoreError, PermissionError):
+    """The job service refused the request: no token, a wrong one, or a write from another site.
+
+    :param url: what was asked for
+    :param detail: the service's reason
+    """
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"the job service refused {url}: {detail}")
+        self.url = url
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"the job service refused {self.url}: {self.detail}"
+
+
+class ServiceUnavailableError(JobStoreError, ConnectionError):
+    """The job service could not be reached, or answered what no jobstore service sends.
+
+    :param url: what was asked for
+    :param detail: what went wrong
+    :param unchanged: True when the request cannot have changed anything (a read, or one never
+        sent); False when it was a write whose answer was lost, which may have been carried out
+    """
+
+    def __init__(self, url: str, detail: str, unchanged: bool = True) -> None:
+        super().__init__(f"the job service at {url} {detail}")
+        self.url = url
+        self.detail = detail
+        self.unchanged = unchanged
+
+    def __str__(self) -> str:
+        outcome = "nothing was changed" if self.unchanged else "the write may or may not have been carried out"
+        return f"the job service at {self.url} {self.detail}; {outcome}"

@@ -29,6 +29,7 @@ from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
 from ._schema import JobSchema, published_schema, schema_difference
 from ._status import STATES, JobStatus
 from ._tinydb_engine import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
+from ._watch import POLL_INTERVAL, ChangeWaiter
 
 #: The states whose old jobs purge_jobs removes.
 HISTORY_STATES = (JobStatus.FINISHED, JobStatus.ERROR)
@@ -604,9 +605,8 @@ class JobStore:
         job_id = job_id_of(job.get("id") if isinstance(job, Mapping) else job)
         if timeout is not None:
             timeout = seconds("timeout", timeout)
-        interval = seconds("interval", interval, positive=True)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._engine.waiter(interval) as waiter:
+        with self.watch(interval) as waiter:
             while True:
                 found, state = self.find_job(job_id)
                 if found is None or state is None:
@@ -636,6 +636,37 @@ class JobStore:
             return (found[1], found[0]) if found else (None, None)
 
         return self._transact(find)
+
+    def find_jobs(self, job_ids: Iterable[str | int]) -> dict[str, Document]:
+        """Return the jobs of the given ids that some table holds, by id, all read in one look at the store.
+
+        For a caller following many jobs at once (the job service's waiters): one lock, not one per job.
+        """
+        wanted = [job_id_of(job_id) for job_id in job_ids]
+
+        def find(session: Session, batch: Batch) -> dict[str, Any]:
+            return {job_id: found[1] for job_id in wanted if (found := session.find(job_id)) is not None}
+
+        return self._transact(find)
+
+    def change_token(self) -> Hashable:
+        """Return a value that differs once any process has written to the store: cheap, and takes no lock."""
+        return self._engine.change_token()
+
+    def watch(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
+        """Return a waiter whose ``wait(timeout)`` returns once the store may have changed; close it when done.
+
+        What :meth:`block_until_complete` sleeps on, for callers that follow the store themselves.
+
+        :param interval: seconds between looks, where the kernel cannot tell of a change
+        """
+        return self._engine.waiter(seconds("interval", interval, positive=True))
+
+    def stats(self) -> dict[str, Any]:
+        """Return the store's figures: the count per state (zeros included), ``leaseLapsed`` (running
+        jobs whose lease has lapsed, counted among the running too), ``total``,
+        ``oldestPendingSeconds`` (None when none waits) and ``finishedLastHour``."""
+        return lifecycle.statistics(self.get_jobs())
 
     def get_jobs(self, state: str | None = None) -> list[Document]:
         """Return the jobs in ``state`` in the order they entered it; with no state, every job, state by state."""

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import click
 from rich.console import Console
@@ -18,12 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from .._errors import InvalidArgumentError, JobNotFoundError, JobStoreError, WaitTimeout
-from .._lifecycle import FINAL_STATES
+from .._lifecycle import FINAL_STATES, statistics
 from .._schema import JobSchema
 from .._status import STATES, JobStatus
 from .._store import JobStore, seconds
 from .._version import __version__
-from ._render import job_detail, job_lines, parse_duration, statistics, statistics_lines
+from ._render import job_detail, job_lines, parse_duration, statistics_lines
+
+if TYPE_CHECKING:  # the client needs httpx, an extra: imported only when --url is given
+    from ..client import JobClient
+
+#: The variable holding the job service's token, for the server and for --url alike.
+TOKEN_VARIABLE = "JOBSTORE_TOKEN"
 
 #: Exit statuses beyond 0: 1 for an error (or, for ``wait``, a job that ended in error), 2 for
 #: a bad command line, 3 when ``claim`` finds no job waiting, 4 when ``wait`` times out, 130 when
@@ -35,19 +41,49 @@ err = Console(stderr=True, highlight=False)
 
 
 class Opener:
-    """The store the command was pointed at, opened on first use: only ``create`` makes a new one."""
+    """The store the command was pointed at, opened on first use: a directory (only ``create`` and
+    ``serve`` make a new one), or a job service's URL.
 
-    def __init__(self, path: Path) -> None:
+    :param path: the store's directory
+    :param url: the job service's address, which stands for the store when given
+    """
+
+    def __init__(self, path: Path, url: str | None = None) -> None:
         self.path = path
+        self.url = url
 
-    def open(self, create: bool = False) -> JobStore:
+    @property
+    def where(self) -> str:
+        """The store as the command's messages name it."""
+        return self.url or str(self.path)
+
+    def open(self, create: bool = False) -> JobStore | JobClient:
+        if self.url is not None:
+            return remote(self.url)
         # The store itself refuses a directory of other files (the default ./jobstore may be a source tree).
         if not create and not (self.path / ".jobstore").is_dir():
             raise click.ClickException(f"no job store at {self.path} (give --store PATH or set JOBSTORE_PATH)")
         return JobStore(self.path)
 
+    def local(self, command: str, create: bool = False) -> JobStore:
+        """The store as a directory, for a command that cannot work through a service."""
+        if self.url is not None:
+            raise click.UsageError(f"{command} works on a store's directory, not through --url")
+        store = self.open(create)
+        assert isinstance(store, JobStore)
+        return store
 
-def store(context: click.Context, create: bool = False) -> JobStore:
+
+def remote(url: str) -> JobClient:
+    """The client of the job service at ``url``, with the token of ``JOBSTORE_TOKEN`` when set."""
+    try:
+        from ..client import JobClient
+    except ImportError:
+        raise click.ClickException("--url needs the client extra: pip install 'jobstore[client]'") from None
+    return JobClient(url, os.environ.get(TOKEN_VARIABLE) or None)
+
+
+def store(context: click.Context, create: bool = False) -> JobStore | JobClient:
     opener: Opener = context.obj  # set by the group, inherited by every subcommand's context
     return opener.open(create)
 
@@ -106,11 +142,18 @@ def ended(job: Mapping[str, Any]) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="The store's directory; JOBSTORE_PATH when not given.",
 )
+@click.option(
+    "--url",
+    envvar="JOBSTORE_URL",
+    metavar="URL",
+    help="A job service (jobstore serve) to work through instead of a directory; JOBSTORE_URL when not given. "
+    "Its token, when it asks one, comes from JOBSTORE_TOKEN.",
+)
 @click.version_option(__version__, "-V", "--version", prog_name="jobstore")
 @click.pass_context
-def cli(context: click.Context, path: Path) -> None:
+def cli(context: click.Context, path: Path, url: str | None) -> None:
     """Inspect and steer a jobstore store: its jobs are plain JSON files in one directory."""
-    context.obj = Opener(path)
+    context.obj = Opener(path, url)
 
 
 @cli.command()
@@ -158,7 +201,7 @@ def show(context: click.Context, job_id: str, as_json: bool) -> None:
 @click.pass_context
 def stats(context: click.Context, as_json: bool) -> None:
     """Count the jobs in each state; the oldest pending job's age; jobs finished in the last hour."""
-    figures = statistics(store(context).get_jobs())
+    figures = store(context).stats()
     if as_json:
         print_json(figures)
     else:
@@ -337,9 +380,9 @@ def validate(context: click.Context) -> int:
     for problem in problems:
         click.echo(str(problem))
     if problems:
-        err.print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {jobs.path}")
+        err.print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {context.obj.where}")
         return FAILED
-    click.echo(f"no problems in {jobs.path}")
+    click.echo(f"no problems in {context.obj.where}")
     return 0
 
 
@@ -361,7 +404,7 @@ def schema(context: click.Context, new: BinaryIO | None) -> None:
     except (ValueError, UnicodeDecodeError) as error:
         raise click.BadParameter(f"{new.name} is not JSON: {error}", param_hint="--set") from None
     JobSchema(document)  # a schema refused here leaves no new store behind
-    jobs = store(context, create=True)
+    jobs = context.obj.local("schema --set", create=True)
     jobs.change_schema(document)
     click.echo(f"recorded the schema of {new.name} for {jobs.path}")
 
@@ -386,6 +429,29 @@ def watch(context: click.Context, interval: float) -> None:
                 live.update(view(), refresh=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends, not a failure
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on; any but a loopback one needs a token (or --insecure).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="The port; 0 takes a free one.")
+@click.option("--token-file", type=click.File("r"), help="A file holding the bearer token writes (and reads) need; JOBSTORE_TOKEN when not given.")
+@click.option("--public-read", is_flag=True, help="Reads need no token.")
+@click.option("--insecure", is_flag=True, help="Listen beyond this machine without a token.")
+@click.option("--max-body", type=click.IntRange(min=1), default=1 << 20, show_default=True, metavar="BYTES", help="The largest request body taken.")
+@click.pass_context
+def serve(context: click.Context, host: str, port: int, token_file: TextIO | None, public_read: bool, insecure: bool, max_body: int) -> None:
+    """Serve the store over HTTP (the job service) until Ctrl-C; makes the store if needed."""
+    try:
+        from ..server import serve as run
+    except ImportError:
+        raise click.ClickException("the job service needs the server extra: pip install 'jobstore[server]'") from None
+    token = token_file.read().strip() if token_file is not None else os.environ.get(TOKEN_VARIABLE) or None
+    jobs = context.obj.local("serve", create=True)
+
+    def ready(url: str) -> None:
+        click.echo(f"serving {jobs.path} at {url}{'' if token else ' (no token: writes are open to this machine)'}", err=False)
+
+    run(jobs, host=host, port=port, token=token, public_read=public_read, insecure=insecure, max_body=max_body, ready=ready)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

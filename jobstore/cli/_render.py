@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.cells import cell_len
 
-from .._lifecycle import parse_time, utc_now
+from .._lifecycle import lease_lapsed, parse_time, utc_now
 from .._status import STATES, JobStatus
 
 _TIMES = ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt")
@@ -84,16 +84,6 @@ def _cell(value: str, limit: int = 40) -> str:
 LAPSED = "running (lease lapsed)"
 
 
-def lease_lapsed(job: Mapping[str, Any], now: datetime.datetime) -> bool:
-    """Whether the job is running under a lease that ended by ``now``, as the next claim would judge it.
-
-    :param job: the document
-    :param now: the current UTC time
-    """
-    expires = parse_time(job.get("leaseExpiresAt"))
-    return job.get("status") == JobStatus.RUNNING and expires is not None and expires <= now
-
-
 def job_lines(jobs: Iterable[Mapping[str, Any]]) -> list[str]:
     """The jobs as a header and a line each: id, name, user, status, progress and age (since submitted)."""
     now = utc_now()
@@ -128,44 +118,6 @@ def job_detail(job: Mapping[str, Any]) -> str:
         lines += ["", "history"]
         lines += [f"  {entry.get('at', '?')}  {entry.get('status', '?')}" for entry in history if isinstance(entry, Mapping)]
     return "\n".join(lines)
-
-
-def entered(job: Mapping[str, Any]) -> datetime.datetime | None:
-    """When the job entered its current state: its history's last entry, else when it was created."""
-    history = job.get("history")
-    if isinstance(history, list) and history and isinstance(history[-1], Mapping):
-        return parse_time(history[-1].get("at"))
-    return parse_time(job.get("createdAt"))
-
-
-def statistics(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts per state (every state, zeros included), how many running jobs' leases have lapsed,
-    the total, the oldest pending job's age in seconds (None when none waits) and how many jobs
-    finished in the last hour."""
-    now = utc_now()
-    counts = {state.value: 0 for state in STATES}
-    lapsed = 0
-    oldest: datetime.datetime | None = None
-    recent = 0
-    for job in jobs:
-        status = str(job.get("status"))
-        counts[status] = counts.get(status, 0) + 1
-        if lease_lapsed(job, now):
-            lapsed += 1
-        if status == JobStatus.PENDING:
-            since = entered(job)
-            if since is not None and (oldest is None or since < oldest):
-                oldest = since
-        finished = parse_time(job.get("finishedAt"))
-        if status == JobStatus.FINISHED and finished is not None and (now - finished).total_seconds() <= 3600:
-            recent += 1
-    return {
-        **counts,
-        "leaseLapsed": lapsed,
-        "total": sum(counts.values()),
-        "oldestPendingSeconds": None if oldest is None else round((now - oldest).total_seconds(), 3),
-        "finishedLastHour": recent,
-    }
 
 
 def statistics_lines(stats: Mapping[str, Any]) -> list[str]:

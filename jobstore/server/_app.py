@@ -1,0 +1,451 @@
+"""The job service's ASGI application: each job an HTTP resource, every operation of the store a request.
+
+Every store operation runs in a worker thread (the store's file lock blocks), so a slow lock never
+stalls the event loop; long-polls and event streams wait in the loop itself, on one watcher of the
+store (:class:`~jobstore.server._changes.Changes`), never a thread each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from anyio import to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .._errors import (
+    CorruptStoreError,
+    InvalidArgumentError,
+    InvalidJobError,
+    InvalidStateError,
+    JobNotFoundError,
+    JobStateError,
+    JobStoreError,
+    NotAStoreError,
+    SchemaConflictError,
+    StoreLockTimeout,
+    StoreWriteError,
+)
+from .._lifecycle import FINAL_STATES, parse_time, utc_now
+from .._status import JobStatus
+from .._store import JobStore, count, seconds
+from .._version import __version__
+from .._wire import error_body
+from ._changes import Changes
+from ._guard import Guard
+from ._openapi import openapi_document
+from ._page import job_page
+
+T = TypeVar("T")
+
+#: Request bodies past this many bytes are refused (413) unless the service says otherwise.
+DEFAULT_MAX_BODY = 1 << 20
+#: Jobs per page of ``GET /jobs`` unless asked otherwise, and the most one page holds.
+DEFAULT_LIMIT, MOST_LIMIT = 50, 1000
+#: Seconds a long-poll (``/wait``, a claim's ``wait``) lasts unless asked otherwise, and at most.
+DEFAULT_WAIT, LONGEST_WAIT = 30.0, 300.0
+#: Seconds between the comments that keep an idle event stream open through proxies.
+_KEEPALIVE = 15.0
+
+#: The HTTP status each library error answers with.
+_STATUS: tuple[tuple[type[JobStoreError], int], ...] = (
+    (JobNotFoundError, 404),
+    (JobStateError, 409),
+    (InvalidJobError, 400),
+    (InvalidArgumentError, 400),
+    (InvalidStateError, 400),
+    (SchemaConflictError, 409),
+    (StoreLockTimeout, 503),
+    (StoreWriteError, 503),
+    (CorruptStoreError, 503),
+    (NotAStoreError, 503),
+)
+
+
+class BodyTooLarge(JobStoreError, ValueError):
+    """A request body over the service's limit; it was not read whole."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the request body is over the limit of {limit} bytes")
+
+
+def status_of(error: JobStoreError) -> int:
+    """The HTTP status a library error answers with."""
+    if isinstance(error, BodyTooLarge):
+        return 413
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), 503)
+
+
+def _json(value: Any, status: int = 200, *, indent: bool = False) -> Response:
+    text = json.dumps(value, ensure_ascii=False, indent=2 if indent else None, allow_nan=False)
+    return Response(text, status_code=status, media_type="application/json")
+
+
+class Service:
+    """The state of one running service: its store, its settings and its watcher.
+
+    :param store: the store served
+    :param max_body: the most bytes a request body may have
+    """
+
+    def __init__(self, store: JobStore, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.store = store
+        self.max_body = count("max_body", max_body, 1)
+        self.changes = Changes(store)
+
+    async def run(self, operation: Callable[..., T], *args: Any, **options: Any) -> T:
+        """Run a store operation in a worker thread: the file lock may block, the event loop must not."""
+        return await to_thread.run_sync(functools.partial(operation, *args, **options))
+
+    async def body(self, request: Request) -> Any:
+        """The request's JSON body (None when empty), read no further than the limit."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise BodyTooLarge(self.max_body)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge(self.max_body)
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if not data.strip():
+            return None
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise InvalidArgumentError("body", data[:80].decode("utf-8", "replace"), f"JSON ({error})") from None
+
+    async def arguments(self, request: Request, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The request body's arguments: a JSON object of only these names, the required ones present."""
+        body = await self.body(request)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise InvalidArgumentError("body", body, "a JSON object")
+        unknown = [name for name in body if name not in names]
+        if unknown:
+            raise InvalidArgumentError("body", unknown[0], f"one of the arguments {', '.join(names) or '(none)'}")
+        missing = [name for name in required if name not in body]
+        if missing:
+            raise InvalidArgumentError(missing[0], None, "given")
+        return body
+
+
+def _job_id(request: Request) -> str:
+    return str(request.path_params["job_id"])
+
+
+def _query_number(request: Request, name: str, default: float, most: float) -> float:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidArgumentError(name, text, "a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > most:
+        raise InvalidArgumentError(name, text, f"a number of seconds from 0 to {most:g}")
+    return value
+
+
+def _wants_html(request: Request) -> bool:
+    """Whether the job is asked for as a page: ``?f=html``, or a browser's Accept header without ``?f``."""
+    asked = request.query_params.get("f")
+    if asked is not None:
+        if asked not in ("json", "pjson", "html"):
+            raise InvalidArgumentError("f", asked, "json, pjson or html")
+        return asked == "html"
+    accept = request.headers.get("accept", "")
+    html_at, json_at = accept.find("text/html"), accept.find("application/json")
+    return html_at >= 0 and (json_at < 0 or html_at < json_at)
+
+
+def _estimate(job: Mapping[str, Any]) -> float | None:
+    """Seconds the running job has left, from its progress so far at the pace so far; None when unknown."""
+    progress = job.get("progress")
+    started = parse_time(job.get("startedAt"))
+    if job.get("status") != JobStatus.RUNNING or not isinstance(progress, Mapping) or started is None:
+        return None
+    completed, total = progress.get("completed"), progress.get("total")
+    if not isinstance(completed, int) or not isinstance(total, int) or completed <= 0 or total < completed:
+        return None
+    elapsed = (utc_now() - started).total_seconds()
+    return round(max(elapsed, 0.0) * (total - completed) / completed, 3)
+
+
+def short_status(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The status resource: what a poller needs, without the messages and history."""
+    return {
+        "id": job.get("id"),
+        "status": job.get("status"),
+        "progress": job.get("progress"),
+        "startedAt": job.get("startedAt"),
+        "finishedAt": job.get("finishedAt"),
+        "estimatedSecondsLeft": _estimate(job),
+        "cancelRequested": bool(job.get("cancelRequested", False)),
+        "canceled": bool(job.get("canceled", False)),
+    }
+
+
+def _cursor_of(job: Mapping[str, Any]) -> str:
+    key = json.dumps([str(job.get("createdAt", "")), str(job.get("id"))])
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _after_cursor(text: str) -> tuple[str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key):
+            return key[0], key[1]
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise InvalidArgumentError("cursor", text, "a cursor from an earlier page's next")
+
+
+def page_of(jobs: list[dict[str, Any]], request: Request) -> dict[str, Any]:
+    """One page of the jobs the query asks for: filtered by state, name and user, ordered, after the cursor."""
+    query = request.query_params
+    state = query.get("state")
+    if state is not None:
+        JobStatus.parse(state)
+    order = query.get("order", "newest")
+    if order not in ("newest", "oldest"):
+        raise InvalidArgumentError("order", order, "newest or oldest")
+    limit_text = query.get("limit", str(DEFAULT_LIMIT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MOST_LIMIT:
+        raise InvalidArgumentError("limit", limit_text, f"a whole number from 1 to {MOST_LIMIT}")
+    limit = int(limit_text)
+    cursor = query.get("cursor")
+    after = None if cursor is None else _after_cursor(cursor)
+    wanted = [
+        job
+        for job in jobs
+        if (state is None or job.get("status") == state)
+        and ("name" not in query or job.get("name") == query["name"])
+        and ("user" not in query or job.get("user") == query["user"])
+    ]
+    newest = order == "newest"
+    wanted.sort(key=lambda job: (str(job.get("createdAt", "")), str(job.get("id"))), reverse=newest)
+    if after is not None:
+        wanted = [
+            job
+            for job in wanted
+            if ((str(job.get("createdAt", "")), str(job.get("id"))) < after) == newest
+            and (str(job.get("createdAt", "")), str(job.get("id"))) != after
+        ]
+    page = wanted[:limit]
+    return {"jobs": page, "next": _cursor_of(page[-1]) if len(wanted) > limit else None}
+
+
+def create_app(
+    store: JobStore,
+    *,
+    token: str | None = None,
+    public_read: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> Guard:
+    """Return the job service for a store, as an ASGI application.
+
+    :param store: the store served
+    :param token: the bearer token writes need (and reads, unless ``public_read``); None asks none
+    :param public_read: reads need no token
+    :param max_body: the most bytes a request body may have (413 past it, unread)
+    """
+    service = Service(store, max_body=max_body)
+    run, arguments = service.run, service.arguments
+
+    async def list_jobs(request: Request) -> Response:
+        jobs = await run(store.get_jobs)
+        return _json(page_of(jobs, request))
+
+    async def submit(request: Request) -> Response:
+        body = await service.body(request)
+        if isinstance(body, list):
+            return _json({"jobs": await run(store.create_jobs, body)}, 201)
+        if not isinstance(body, dict):
+            raise InvalidArgumentError("body", body, "a JSON object of job fields, or an array of them")
+        created = await run(store.create_jobs, [body])
+        return _json(created[0], 201)
+
+    async def found(request: Request) -> dict[str, Any]:
+        job, _ = await run(store.find_job, _job_id(request))
+        if job is None:
+            raise JobNotFoundError(_job_id(request))
+        return job
+
+    async def get_job(request: Request) -> Response:
+        html = _wants_html(request)
+        job = await found(request)
+        if html:
+            return HTMLResponse(job_page(job))
+        return _json(job, indent=request.query_params.get("f") == "pjson")
+
+    async def delete_job(request: Request) -> Response:
+        job_id = _job_id(request)
+        await found(request)  # deleting an unknown job is an error, as the command says
+        await run(store.delete_job, job_id)
+        return _json({"id": job_id, "deleted": True})
+
+    async def status(request: Request) -> Response:
+        return _json(short_status(await found(request)))
+
+    async def history(request: Request) -> Response:
+        job = await found(request)
+        return _json({"id": job["id"], "status": job.get("status"), "history": job.get("history", [])})
+
+    async def wait(request: Request) -> Response:
+        job_id = _job_id(request)
+        timeout = _query_number(request, "timeout", DEFAULT_WAIT, LONGEST_WAIT)
+        try:
+            job = await service.changes.wait_for_end(job_id, timeout)
+        except TimeoutError:
+            job, _ = await run(store.find_job, job_id)
+            if job is not None and JobStatus(job["status"]) not in FINAL_STATES:
+                return _json(job, 202)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return _json(job)
+
+    def action(operation: Callable[..., dict[str, Any]], names: tuple[str, ...] = (), required: tuple[str, ...] = (), **renamed: str) -> Callable[[Request], Any]:
+        """A handler for a worker or control operation on one job: its body's arguments passed by name."""
+
+        async def handler(request: Request) -> Response:
+            given = await arguments(request, names, required)
+            options = {renamed.get(name, name): value for name, value in given.items()}
+            return _json(await run(operation, _job_id(request), **options))
+
+        return handler
+
+    async def claim(request: Request) -> Response:
+        given = await arguments(request, ("worker", "lease", "wait"))
+        patience = seconds("wait", given.get("wait") or 0.0)
+        if patience > LONGEST_WAIT:
+            raise InvalidArgumentError("wait", patience, f"at most {LONGEST_WAIT:g} seconds")
+        deadline = asyncio.get_running_loop().time() + patience
+        while True:
+            claimed = await run(store.claim_job, given.get("worker"), given.get("lease"))
+            left = deadline - asyncio.get_running_loop().time()
+            if claimed is not None:
+                return _json(claimed)
+            if left <= 0:
+                return Response(status_code=204)
+            await service.changes.next_change(min(left, 1.0))  # a lease may lapse meanwhile: look once a second
+
+    async def stats(request: Request) -> Response:
+        return _json(await run(store.stats))
+
+    async def purge(request: Request) -> Response:
+        given = await arguments(request, ("state", "olderThan", "keepLast"), required=("state",))
+        removed = await run(store.purge_jobs, given["state"], given.get("olderThan"), given.get("keepLast"))
+        return _json({"removed": removed})
+
+    async def requeue(request: Request) -> Response:
+        await arguments(request, ())
+        return _json({"requeued": await run(store.requeue_expired_jobs)})
+
+    async def problems(request: Request) -> Response:
+        found = await run(store.check)
+        return _json({"problems": [{"path": p.path, "jobId": p.job_id, "detail": p.detail} for p in found]})
+
+    async def schema(request: Request) -> Response:
+        return _json((await run(store.job_schema)).document)
+
+    async def events(request: Request) -> Response:
+        queue = service.changes.subscribe()
+
+        async def stream() -> AsyncIterator[str]:
+            number = 0
+            try:
+                yield ": jobstore events\n\n"
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), _KEEPALIVE)
+                    except TimeoutError:
+                        yield ": still here\n\n"
+                        continue
+                    if event is None:
+                        return
+                    number += 1
+                    yield f"id: {number}\nevent: job\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+            finally:
+                service.changes.unsubscribe(queue)
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    async def openapi(request: Request) -> Response:
+        return _json(openapi_document((await run(store.job_schema)).document))
+
+    async def index(request: Request) -> Response:
+        links = {"jobs": "/jobs", "stats": "/stats", "events": "/events", "openapi": "/openapi.json"}
+        return _json({"service": "jobstore", "version": __version__, "links": links})
+
+    async def library_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, JobStoreError)
+        return _json(error_body(error), status_of(error))
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
+        return _json({"error": kind, "detail": str(error.detail)}, error.status_code)
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        # Never a traceback to a client: the service's own log has it.
+        return _json({"error": "InternalError", "detail": "the job service failed on this request; its log says why"}, 500)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.changes.start()
+        try:
+            yield
+        finally:
+            await service.changes.stop()
+
+    job = "/jobs/{job_id}"
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/jobs", list_jobs, methods=["GET"]),
+        Route("/jobs", submit, methods=["POST"]),
+        Route(job, get_job, methods=["GET"]),
+        Route(job, action(store.set_job, ("data", "state")), methods=["PUT"]),
+        Route(job, delete_job, methods=["DELETE"]),
+        Route(job + "/status", status, methods=["GET"]),
+        Route(job + "/history", history, methods=["GET"]),
+        Route(job + "/wait", wait, methods=["GET"]),
+        Route(job + "/cancel", action(store.cancel_job), methods=["POST"]),
+        Route(job + "/retry", action(store.retry_job), methods=["POST"]),
+        Route(job + "/heartbeat", action(store.heartbeat, ("lease", "worker")), methods=["POST"]),
+        Route(job + "/progress", action(store.set_job_progress, ("completed", "total"), ("completed",)), methods=["POST"]),
+        Route(job + "/messages", action(store.append_job_message, ("text",), ("text",)), methods=["POST"]),
+        Route(job + "/result", action(store.update_job_result, ("result", "inputJob"), ("result",), result="data", inputJob="input_job"), methods=["POST"]),
+        Route(job + "/fail", action(store.fail_job, ("message",)), methods=["POST"]),
+        Route(job + "/release", action(store.release_job, ("reason", "worker")), methods=["POST"]),
+        Route("/claims", claim, methods=["POST"]),
+        Route("/stats", stats, methods=["GET"]),
+        Route("/purge", purge, methods=["POST"]),
+        Route("/requeue-expired", requeue, methods=["POST"]),
+        Route("/problems", problems, methods=["GET"]),
+        Route("/schema", schema, methods=["GET"]),
+        Route("/events", events, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={JobStoreError: library_error, HTTPException: http_error, Exception: unexpected},
+        lifespan=lifespan,
+    )
+    return Guard(app, token=token, public_read=public_read)
+

@@ -1,0 +1,61 @@
+"""Running the job service: checked settings, a socket of its own, uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from .._errors import InvalidArgumentError
+from .._store import JobStore
+from ._app import DEFAULT_MAX_BODY, create_app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (127.0.0.1, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    store: JobStore,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    public_read: bool = False,
+    insecure: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the store over HTTP until interrupted.
+
+    :param host: the address to listen on; any but a loopback one needs a token, or ``insecure``
+    :param port: the port; 0 takes a free one (``ready`` is told which)
+    :param token: the bearer token writes need (reads too, unless ``public_read``)
+    :param insecure: listen beyond this machine without a token
+    :param ready: called with the service's URL once it listens
+    :raises InvalidArgumentError: for a non-loopback host without a token or ``insecure``, or an empty token
+    """
+    if token is not None and not token.strip():
+        raise InvalidArgumentError("token", token, "a non-empty token")
+    if not is_loopback(host) and token is None and not insecure:
+        raise InvalidArgumentError("host", host, "a loopback address unless a token is given (or --insecure)")
+    app = create_app(store, token=token, public_read=public_read, max_body=max_body)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    bound = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2))
+    if ready is not None:
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        ready(f"http://{shown}:{bound}")
+    server.run(sockets=[listener])
