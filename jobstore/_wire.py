@@ -1,7 +1,7 @@
 """The library's errors as the job service sends them, and back: one JSON object per error.
 
-The service answers a refused request with ``{"error": <class name>, "detail": <message>, ...}``
-plus the attributes that made the message; the client rebuilds the same exception class from
+The service answers a refused request with ``{"error": <class name>, "detail": <message>,
+"attributes": {...}}``, the attributes being those that made the message; the client rebuilds the same exception class from
 them, so a script catches the same errors whether its store is local or behind the service.
 """
 
@@ -81,7 +81,8 @@ def error_body(error: JobStoreError) -> dict[str, Any]:
     kind = next((kind for kind in type(error).__mro__ if kind in _ATTRIBUTES), None)
     names = _ATTRIBUTES.get(kind, ()) if kind is not None else ()
     body: dict[str, Any] = {"error": type(error).__name__ if kind is not None else "JobStoreError", "detail": str(error)}
-    body.update({_camel(name): _plain(getattr(error, name, None)) for name in names})
+    # Beside the message, not among its keys: some errors carry a "detail" attribute of their own.
+    body["attributes"] = {_camel(name): _plain(getattr(error, name, None)) for name in names}
     if isinstance(error, InvalidJobError):
         body["fields"] = list(error.fields)
     return body
@@ -96,7 +97,8 @@ def rebuilt(body: Mapping[str, Any]) -> JobStoreError:
     rebuild = _REBUILD.get(str(body.get("error")))
     if rebuild is not None:
         try:
-            return rebuild({name: body[_camel(name)] for name in _NAMES[str(body["error"])] if _camel(name) in body})
+            attributes = body.get("attributes") or {}
+            return rebuild({name: attributes[_camel(name)] for name in _NAMES[str(body["error"])] if _camel(name) in attributes})
         except (KeyError, TypeError, ValueError):
             pass  # attributes missing or malformed: the message still says what happened
     return JobStoreError(str(body.get("detail", body)))

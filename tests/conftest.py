@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -141,3 +143,54 @@ def snapshot(root: Path) -> dict[str, bytes]:
     """The bytes of every job file in the store's directory (after a flush), to prove a failed call changed nothing."""
     flushed(root)
     return {path.name: path.read_bytes() for path in sorted(root.glob("*.json"))}
+
+
+class Service:
+    """A job service (``jobstore serve``) running in a process of its own, on a free port of 127.0.0.1.
+
+    :param root: the store it serves
+    :param options: more options of ``jobstore serve``
+    :param env: more environment variables
+    """
+
+    def __init__(self, root: Path, *options: str, env: dict[str, str] | None = None) -> None:
+        command = [str(SCRIPT), "--store", str(root), "serve", "--port", "0", *options]
+        self.root = root
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("serving "):
+            self.process.kill()
+            raise AssertionError(f"the service did not start: {line}{self.process.stderr.read() if self.process.stderr else ''}")
+        self.url = line.split(" at ", 1)[1].split()[0]
+
+    def stop(self) -> str:
+        """Stop the service (as Ctrl-C does); return what it wrote on stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.stderr.read() if self.process.stderr else ""
+
+
+@pytest.fixture
+def service(root: Path) -> Iterator[Service]:
+    """The job service on a new store, with no token (it listens on 127.0.0.1 only)."""
+    running = Service(root)
+    yield running
+    errors = running.stop()
+    assert "Traceback" not in errors, errors
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[Any]:
+    """A client of the service."""
+    from jobstore.client import JobClient
+
+    with JobClient(service.url) as connected:
+        yield connected

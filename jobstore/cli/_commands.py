@@ -65,10 +65,14 @@ class Opener:
             raise click.ClickException(f"no job store at {self.path} (give --store PATH or set JOBSTORE_PATH)")
         return JobStore(self.path)
 
-    def local(self, command: str, create: bool = False) -> JobStore:
-        """The store as a directory, for a command that cannot work through a service."""
+    def refuse_url(self, command: str) -> None:
+        """Refuse a command that cannot work through a service, when --url was given."""
         if self.url is not None:
             raise click.UsageError(f"{command} works on a store's directory, not through --url")
+
+    def local(self, command: str, create: bool = False) -> JobStore:
+        """The store as a directory, for a command that cannot work through a service."""
+        self.refuse_url(command)
         store = self.open(create)
         assert isinstance(store, JobStore)
         return store
@@ -399,6 +403,7 @@ def schema(context: click.Context, new: BinaryIO | None) -> None:
     if new is None:
         print_json(store(context).job_schema().document)
         return
+    context.obj.refuse_url("schema --set")
     try:
         document = json.loads(new.read())
     except (ValueError, UnicodeDecodeError) as error:

@@ -1,0 +1,300 @@
+"""The job service over real HTTP: each resource, each error's status and body, long-polls and events."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobstore import JobStore
+
+from conftest import Service
+
+
+def test_the_index_links_the_resources(service):
+    answer = httpx.get(service.url + "/")
+    assert answer.status_code == 200
+    assert set(answer.json()["links"]) == {"jobs", "stats", "events", "openapi"}
+
+
+def test_a_job_is_a_resource_in_json_pjson_and_html(service, store):
+    job = store.create_job("resize", "ann", "cat.png", "")
+    url = f"{service.url}/jobs/{job['id']}"
+    assert httpx.get(url).json() == job
+    indented = httpx.get(url, params={"f": "pjson"})
+    assert indented.text == json.dumps(job, ensure_ascii=False, indent=2)
+    page = httpx.get(url, params={"f": "html"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>job " + job["id"] in page.text and "cat.png" in page.text
+    browser = httpx.get(url, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.headers["content-type"].startswith("text/html")
+    assert httpx.get(url, headers={"Accept": "application/json, text/html"}).json() == job
+
+
+def test_the_page_shows_every_field_as_text(service, store):
+    hostile = "<script>alert(1)</script>"
+    job = store.create_job(hostile, "<img src=x onerror=alert(1)>", "&amp;", "")
+    store.claim_job("w")
+    store.set_job_progress(job["id"], 2, 5)
+    store.append_job_message(job["id"], "</pre><b>bold</b>")
+    page = httpx.get(f"{service.url}/jobs/{job['id']}?f=html").text
+    for raw in (hostile, "<img src=x", "</pre><b>"):
+        assert raw not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&amp;amp;" in page
+    assert '<progress max="5" value="2">' in page and "2 of 5" in page
+
+
+def test_status_is_the_short_form_with_an_estimate(service, store):
+    job = store.create_job("j", "u", "r", "")
+    store.claim_job("w")
+    time.sleep(0.2)
+    store.set_job_progress(job["id"], 1, 4)
+    short = httpx.get(f"{service.url}/jobs/{job['id']}/status").json()
+    assert set(short) == {"id", "status", "progress", "startedAt", "finishedAt", "estimatedSecondsLeft", "cancelRequested", "canceled"}
+    assert short["status"] == "running" and short["progress"] == {"completed": 1, "total": 4}
+    # one step of four took at least 0.2 s: three more take at least 0.6 s at that pace
+    assert short["estimatedSecondsLeft"] >= 0.6
+    store.update_job_result(job["id"], "done")
+    ended = httpx.get(f"{service.url}/jobs/{job['id']}/status").json()
+    assert ended["estimatedSecondsLeft"] is None and ended["finishedAt"] is not None
+
+
+def test_history_lists_the_transitions(service, store):
+    job = store.create_job("j", "u", "r", "")
+    store.claim_job("w")
+    store.fail_job(job["id"], "broke")
+    answer = httpx.get(f"{service.url}/jobs/{job['id']}/history").json()
+    assert [entry["status"] for entry in answer["history"]] == ["pending", "running", "error"]
+
+
+def test_the_list_filters_state_name_and_user_together_and_pages_by_cursor(service, store):
+    for n in range(7):
+        store.create_job("resize" if n % 2 else "thumb", "ann" if n < 4 else "bob", str(n), "")
+        time.sleep(0.002)  # distinct creation times, so the order is the submission order
+    store.claim_job("w")  # the first job, a thumb of ann's
+    url = service.url + "/jobs"
+    both = httpx.get(url, params={"name": "resize", "user": "ann"}).json()
+    assert [job["request"] for job in both["jobs"]] == ["3", "1"]  # newest first by default
+    pending_thumbs = httpx.get(url, params={"name": "thumb", "state": "pending", "order": "oldest"}).json()
+    assert [job["request"] for job in pending_thumbs["jobs"]] == ["2", "4", "6"]
+    seen, cursor = [], None
+    while True:
+        page = httpx.get(url, params={"limit": 3, "order": "oldest", **({"cursor": cursor} if cursor else {})}).json()
+        assert len(page["jobs"]) <= 3
+        seen += [job["request"] for job in page["jobs"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == [str(n) for n in range(7)]
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"state": "paused"}, "unknown job state 'paused'"),
+        ({"limit": "0"}, "limit must be a whole number from 1 to 1000"),
+        ({"order": "sideways"}, "order must be newest or oldest"),
+        ({"cursor": "!!"}, "cursor must be a cursor"),
+    ],
+)
+def test_a_bad_query_is_400_naming_it(service, query, words):
+    answer = httpx.get(service.url + "/jobs", params=query)
+    assert answer.status_code == 400
+    assert words in answer.json()["detail"]
+
+
+def test_submitting_one_or_many_jobs(service):
+    one = httpx.post(service.url + "/jobs", json={"name": "a", "request": "r"})
+    assert one.status_code == 201 and one.json()["status"] == "pending"
+    many = httpx.post(service.url + "/jobs", json=[{"name": "b"}, {"name": "c"}])
+    assert many.status_code == 201 and [job["name"] for job in many.json()["jobs"]] == ["b", "c"]
+    refused = httpx.post(service.url + "/jobs", json=[{"name": "d"}, {"nme": "typo"}])
+    assert refused.status_code == 400
+    body = refused.json()
+    assert body["error"] == "InvalidJobError" and body["fields"] == ["nme"] and "#1" in body["detail"]
+    assert [job["name"] for job in JobStore(service.root).get_jobs()] == ["a", "b", "c"]  # all or none
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "error"),
+    [
+        ("get", "/jobs/nobody", None, 404, "JobNotFoundError"),
+        ("delete", "/jobs/nobody", None, 404, "JobNotFoundError"),
+        ("post", "/jobs/{id}/retry", {}, 409, "JobStateError"),
+        ("post", "/jobs/{id}/progress", {"completed": 5, "total": 2}, 400, "InvalidJobError"),
+        ("post", "/jobs/{id}/heartbeat", {"lease": -1}, 400, "InvalidArgumentError"),
+        ("post", "/jobs/{id}/heartbeat", {"leese": 3}, 400, "InvalidArgumentError"),
+        ("post", "/claims", {"lease": "soon"}, 400, "InvalidArgumentError"),
+        ("post", "/jobs/{id}/messages", {}, 400, "InvalidArgumentError"),
+        ("get", "/jobs/{id}/wait?timeout=-1", None, 400, "InvalidArgumentError"),
+        ("get", "/no/such/place", None, 404, "NotFound"),
+        ("patch", "/jobs", None, 405, "MethodNotAllowed"),
+    ],
+)
+def test_each_error_is_its_status_and_a_json_body(service, store, method, path, body, status, error):
+    job = store.create_job("j", "u", "r", "")
+    answer = httpx.request(method, service.url + path.replace("{id}", job["id"]), json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"] == error and answer.json()["detail"]
+    assert "Traceback" not in answer.text
+
+
+def test_a_body_that_is_not_json_is_400(service):
+    answer = httpx.post(service.url + "/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "body must be JSON" in answer.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_413_unread(root):
+    service = Service(root, "--max-body", "1000")
+    try:
+        small = httpx.post(service.url + "/jobs", json={"name": "x" * 100})
+        assert small.status_code == 201
+        large = httpx.post(service.url + "/jobs", json={"name": "x" * 2000})
+        assert large.status_code == 413 and "over the limit of 1000 bytes" in large.json()["detail"]
+
+        def chunks():  # no Content-Length: the service counts as it reads, and stops past the limit
+            for _ in range(100):
+                yield b"x" * 100
+
+        streamed = httpx.post(service.url + "/jobs", content=chunks())
+        assert streamed.status_code == 413
+        assert [job["name"] for job in JobStore(root).get_jobs()] == ["x" * 100]
+    finally:
+        service.stop()
+
+
+def test_an_id_with_path_characters_stays_an_id(service, store, tmp_path):
+    (tmp_path / "secret.json").write_text("{}")
+    for job_id in ("..%2F..%2Fsecret.json", "%2E%2E", "a%00b"):
+        answer = httpx.get(f"{service.url}/jobs/{job_id}")
+        assert answer.status_code == 404, answer.text
+    # A slash in an id, even encoded, ends the id: such a URL names no job resource.
+    assert httpx.put(f"{service.url}/jobs/..%2Fescape", json={"state": "idle"}).status_code == 404
+    made = httpx.put(f"{service.url}/jobs/%2E%2E", json={"state": "idle"})
+    assert made.status_code == 200 and made.json()["id"] == ".."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.json", "store"]
+    assert JobStore(service.root).find_job("..")[1] == "idle"
+
+
+def test_worker_operations_follow_the_library_rules(service, store):
+    store.create_job("j", "u", "r", "")
+    claimed = httpx.post(service.url + "/claims", json={"worker": "remote-1", "lease": 30})
+    assert claimed.status_code == 200 and claimed.json()["worker"] == "remote-1"
+    job_id = claimed.json()["id"]
+    base = f"{service.url}/jobs/{job_id}"
+    assert not httpx.post(base + "/heartbeat", json={"worker": "remote-1"}).json().get("cancelRequested")
+    other = httpx.post(base + "/heartbeat", json={"worker": "remote-2"})
+    assert other.status_code == 409 and "remote-1" in other.json()["detail"]
+    assert httpx.post(base + "/progress", json={"completed": 1, "total": 2}).json()["progress"] == {"completed": 1, "total": 2}
+    assert httpx.post(base + "/messages", json={"text": "half"}).json()["messages"] == "half"
+    assert httpx.post(base + "/result", json={"result": {"size": 3}}).json()["result"] == json.dumps({"size": 3}, indent=4)
+    assert httpx.post(service.url + "/claims", json={}).status_code == 204
+    assert httpx.post(base + "/retry").json()["status"] == "pending"
+    assert httpx.post(base + "/cancel").json()["canceled"] is True
+    assert httpx.delete(base).json() == {"id": job_id, "deleted": True}
+    assert store.find_job(job_id) == (None, None)
+
+
+def test_stats_gives_the_counts(service, store):
+    store.create_job("a", "u", "r", "")
+    store.create_job("b", "u", "r", "")
+    store.claim_job("w")
+    stats = httpx.get(service.url + "/stats").json()
+    assert stats == {**stats, **store.stats(), "oldestPendingSeconds": stats["oldestPendingSeconds"]}
+    assert (stats["pending"], stats["running"], stats["total"]) == (1, 1, 2)
+
+
+def test_a_long_poll_wakes_when_a_worker_in_another_process_finishes(service, store):
+    job = store.create_job("j", "u", "r", "")
+    finish = (
+        "import sys, time; from jobstore import JobStore\n"
+        "store = JobStore(sys.argv[1]); time.sleep(0.5); store.claim_job('w')\n"
+        "print(time.time(), flush=True); store.update_job_result(sys.argv[2], 'done')"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", finish, str(service.root), job["id"]], stdout=subprocess.PIPE, text=True)
+    try:
+        answer = httpx.get(f"{service.url}/jobs/{job['id']}/wait", params={"timeout": 20}, timeout=30)
+        answered = time.time()
+    finally:
+        out, _ = worker.communicate(timeout=30)
+    assert answer.status_code == 200 and answer.json()["status"] == "finished"
+    assert answered - float(out) < 5  # woken by the finish, not by the 20 s timeout
+
+
+def test_a_long_poll_that_times_out_is_202_with_the_job_as_it_is(service, store):
+    job = store.create_job("j", "u", "r", "")
+    started = time.monotonic()
+    answer = httpx.get(f"{service.url}/jobs/{job['id']}/wait", params={"timeout": 0.3})
+    assert answer.status_code == 202 and answer.json()["status"] == "pending"
+    assert 0.3 <= time.monotonic() - started < 5
+    store.claim_job("w")
+    store.update_job_result(job["id"], "done")
+    assert httpx.get(f"{service.url}/jobs/{job['id']}/wait", params={"timeout": 5}).status_code == 200
+
+
+def test_many_waiters_are_woken_by_one_finish_each(service, store):
+    jobs = store.create_jobs([{"name": str(n)} for n in range(40)])
+    answers: dict[str, int] = {}
+
+    def wait(job_id: str) -> None:
+        answers[job_id] = httpx.get(f"{service.url}/jobs/{job_id}/wait", params={"timeout": 30}, timeout=40).status_code
+
+    threads = [threading.Thread(target=wait, args=(job["id"],)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    for job in jobs:
+        store.set_job_finished(job["id"], {"result": "ok"})
+    for thread in threads:
+        thread.join(timeout=40)
+    assert answers == {job["id"]: 200 for job in jobs}
+
+
+def read_events(url: str, count: int, ready: threading.Event, timeout: float = 20) -> list[dict]:
+    events: list[dict] = []
+    with httpx.stream("GET", url + "/events", timeout=timeout) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith(":"):
+                ready.set()
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: ") :]))
+                if len(events) >= count:
+                    break
+    return events
+
+
+def test_events_tell_each_change_in_order(service, store):
+    ready = threading.Event()
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(read_events(service.url, 4, ready)))
+    reader.start()
+    assert ready.wait(10)
+    time.sleep(0.3)  # the service's first look at the jobs, which later changes are told against
+    job = store.create_job("j", "u", "r", "")
+    time.sleep(0.2)
+    store.claim_job("w")
+    time.sleep(0.2)
+    store.set_job_progress(job["id"], 1, 2)
+    time.sleep(0.2)
+    store.delete_job(job["id"])
+    reader.join(timeout=20)
+    assert [(event["id"], event["status"]) for event in events] == [(job["id"], status) for status in ("pending", "running", "running", "deleted")]
+    assert events[2]["progress"] == {"completed": 1, "total": None} or events[2]["progress"] == {"completed": 1, "total": 2}
+
+
+def test_no_traceback_reaches_a_client_when_the_store_is_damaged(service, store):
+    job = store.create_job("j", "u", "r", "")
+    store.flush()
+    (service.root / "pending.json").write_text('{"pending": {"torn')
+    answer = httpx.get(f"{service.url}/jobs/{job['id']}")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "CorruptStoreError" and "Traceback" not in answer.text
