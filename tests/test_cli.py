@@ -364,8 +364,14 @@ def test_python_dash_m_jobstore_is_the_same_command(root, store):
     assert json.loads(done.stdout)["pending"] == 1
 
 
-def test_workers_importing_the_api_load_neither_click_nor_rich():
-    code = "import sys, jobstore.api.job; print(sorted({m.split('.')[0] for m in sys.modules} & {'click', 'rich'}))"
+def test_workers_importing_the_api_load_neither_the_command_nor_the_service():
+    heavy = "{'click', 'rich', 'starlette', 'uvicorn', 'httpx', 'anyio'}"
+    code = f"import sys, jobstore, jobstore.api.job; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_the_command_loads_the_service_only_to_serve(jobstore):
+    code = "import sys, jobstore.cli; print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'httpx'}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
