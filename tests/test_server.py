@@ -298,3 +298,18 @@ def test_no_traceback_reaches_a_client_when_the_store_is_damaged(service, store)
     answer = httpx.get(f"{service.url}/jobs/{job['id']}")
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"] == "CorruptStoreError" and "Traceback" not in answer.text
+
+
+def test_a_cursor_stays_good_while_jobs_come_and_go(service, store):
+    made = []
+    for n in range(6):
+        made.append(store.create_job("j", "u", str(n), ""))
+        time.sleep(0.002)
+    first = httpx.get(service.url + "/jobs", params={"limit": 2}).json()
+    assert [job["request"] for job in first["jobs"]] == ["5", "4"]
+    store.create_job("j", "u", "new", "")  # newer than every page: never shows up further on
+    store.delete_job(made[3]["id"])  # the next page's first job goes: the page starts after it
+    second = httpx.get(service.url + "/jobs", params={"limit": 2, "cursor": first["next"]}).json()
+    assert [job["request"] for job in second["jobs"]] == ["2", "1"]
+    third = httpx.get(service.url + "/jobs", params={"limit": 2, "cursor": second["next"]}).json()
+    assert [job["request"] for job in third["jobs"]] == ["0"] and third["next"] is None

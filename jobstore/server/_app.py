@@ -8,8 +8,6 @@ store (:class:`~jobstore.server._changes.Changes`), never a thread each.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import json
 import math
@@ -109,6 +107,13 @@ class Service:
         """Run a store operation in a worker thread: the file lock may block, the event loop must not."""
         return await to_thread.run_sync(functools.partial(operation, *args, **options))
 
+    async def write(self, operation: Callable[..., T], *args: Any, **options: Any) -> T:
+        """Run a store operation that may write: afterwards no listing made before it is served."""
+        try:
+            return await self.run(operation, *args, **options)
+        finally:
+            self.changes.stale()
+
     async def body(self, request: Request) -> Any:
         """The request's JSON body (None when empty), read no further than the limit."""
         declared = request.headers.get("content-length")
@@ -200,56 +205,6 @@ def short_status(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cursor_of(job: Mapping[str, Any]) -> str:
-    key = json.dumps([str(job.get("createdAt", "")), str(job.get("id"))])
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
-
-
-def _after_cursor(text: str) -> tuple[str, str]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        if isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key):
-            return key[0], key[1]
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        pass
-    raise InvalidArgumentError("cursor", text, "a cursor from an earlier page's next")
-
-
-def page_of(jobs: list[dict[str, Any]], request: Request) -> dict[str, Any]:
-    """One page of the jobs the query asks for: filtered by state, name and user, ordered, after the cursor."""
-    query = request.query_params
-    state = query.get("state")
-    if state is not None:
-        JobStatus.parse(state)
-    order = query.get("order", "newest")
-    if order not in ("newest", "oldest"):
-        raise InvalidArgumentError("order", order, "newest or oldest")
-    limit_text = query.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MOST_LIMIT:
-        raise InvalidArgumentError("limit", limit_text, f"a whole number from 1 to {MOST_LIMIT}")
-    limit = int(limit_text)
-    cursor = query.get("cursor")
-    after = None if cursor is None else _after_cursor(cursor)
-    wanted = [
-        job
-        for job in jobs
-        if (state is None or job.get("status") == state)
-        and ("name" not in query or job.get("name") == query["name"])
-        and ("user" not in query or job.get("user") == query["user"])
-    ]
-    newest = order == "newest"
-    wanted.sort(key=lambda job: (str(job.get("createdAt", "")), str(job.get("id"))), reverse=newest)
-    if after is not None:
-        wanted = [
-            job
-            for job in wanted
-            if ((str(job.get("createdAt", "")), str(job.get("id"))) < after) == newest
-            and (str(job.get("createdAt", "")), str(job.get("id"))) != after
-        ]
-    page = wanted[:limit]
-    return {"jobs": page, "next": _cursor_of(page[-1]) if len(wanted) > limit else None}
-
-
 def create_app(
     store: JobStore,
     *,
@@ -265,19 +220,27 @@ def create_app(
     :param max_body: the most bytes a request body may have (413 past it, unread)
     """
     service = Service(store, max_body=max_body)
-    run, arguments = service.run, service.arguments
+    run, write, arguments = service.run, service.write, service.arguments
 
     async def list_jobs(request: Request) -> Response:
-        jobs = await run(store.get_jobs)
-        return _json(page_of(jobs, request))
+        query = request.query_params
+        limit_text = query.get("limit", str(DEFAULT_LIMIT))
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MOST_LIMIT:
+            raise InvalidArgumentError("limit", limit_text, f"a whole number from 1 to {MOST_LIMIT}")
+        listing = await service.changes.listing()
+        page = listing.page(
+            state=query.get("state"), name=query.get("name"), user=query.get("user"),
+            limit=int(limit_text), cursor=query.get("cursor"), order=query.get("order", "newest"),
+        )
+        return _json(page)
 
     async def submit(request: Request) -> Response:
         body = await service.body(request)
         if isinstance(body, list):
-            return _json({"jobs": await run(store.create_jobs, body)}, 201)
+            return _json({"jobs": await write(store.create_jobs, body)}, 201)
         if not isinstance(body, dict):
             raise InvalidArgumentError("body", body, "a JSON object of job fields, or an array of them")
-        created = await run(store.create_jobs, [body])
+        created = await write(store.create_jobs, [body])
         return _json(created[0], 201)
 
     async def found(request: Request) -> dict[str, Any]:
@@ -296,7 +259,7 @@ def create_app(
     async def delete_job(request: Request) -> Response:
         job_id = _job_id(request)
         await found(request)  # deleting an unknown job is an error, as the command says
-        await run(store.delete_job, job_id)
+        await write(store.delete_job, job_id)
         return _json({"id": job_id, "deleted": True})
 
     async def status(request: Request) -> Response:
@@ -325,7 +288,7 @@ def create_app(
         async def handler(request: Request) -> Response:
             given = await arguments(request, names, required)
             options = {renamed.get(name, name): value for name, value in given.items()}
-            return _json(await run(operation, _job_id(request), **options))
+            return _json(await write(operation, _job_id(request), **options))
 
         return handler
 
@@ -336,7 +299,7 @@ def create_app(
             raise InvalidArgumentError("wait", patience, f"at most {LONGEST_WAIT:g} seconds")
         deadline = asyncio.get_running_loop().time() + patience
         while True:
-            claimed = await run(store.claim_job, given.get("worker"), given.get("lease"))
+            claimed = await write(store.claim_job, given.get("worker"), given.get("lease"))
             left = deadline - asyncio.get_running_loop().time()
             if claimed is not None:
                 return _json(claimed)
@@ -349,12 +312,12 @@ def create_app(
 
     async def purge(request: Request) -> Response:
         given = await arguments(request, ("state", "olderThan", "keepLast"), required=("state",))
-        removed = await run(store.purge_jobs, given["state"], given.get("olderThan"), given.get("keepLast"))
+        removed = await write(store.purge_jobs, given["state"], given.get("olderThan"), given.get("keepLast"))
         return _json({"removed": removed})
 
     async def requeue(request: Request) -> Response:
         await arguments(request, ())
-        return _json({"requeued": await run(store.requeue_expired_jobs)})
+        return _json({"requeued": await write(store.requeue_expired_jobs)})
 
     async def problems(request: Request) -> Response:
         found = await run(store.check)

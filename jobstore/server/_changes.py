@@ -20,6 +20,7 @@ from anyio import to_thread
 from .._lifecycle import FINAL_STATES
 from .._status import JobStatus
 from .._store import JobStore
+from ._listing import Listing
 
 #: Seconds the watcher thread sleeps at most between looks at the change token (a look is one stat).
 _LOOK_EVERY = 0.5
@@ -50,6 +51,10 @@ class Changes:
         self._streams: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._seen: dict[str, tuple[Any, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
+        #: counts the changes seen; a listing made before the last one is stale
+        self._generation = 0
+        self._listing: tuple[tuple[int, Hashable], Listing] | None = None
+        self._loading: tuple[tuple[int, Hashable], asyncio.Future[Listing]] | None = None
 
     async def start(self) -> None:
         """Start following the store (at the service's start-up)."""
@@ -91,6 +96,7 @@ class Changes:
         while True:
             await self._changed.wait()
             self._changed.clear()
+            self.stale()
             try:
                 if self._waiting:
                     await self._answer_waiters()
@@ -102,6 +108,29 @@ class Changes:
             finally:
                 self._tick.set()
                 self._tick = asyncio.Event()
+
+    def stale(self) -> None:
+        """Note that the store changed (the watcher saw it, or the service itself just wrote): the next listing reads it afresh."""
+        self._generation += 1
+
+    async def listing(self) -> Listing:
+        """Every job, sorted for paging: read once per change of the store, however many ask meanwhile.
+
+        A listing is kept until the store changes: the watcher's wake, a write by the service
+        itself, or a change of the store's change token (checked at each call, for a watcher
+        that has not woken yet) each make the next call read the store again.
+        """
+        key = (self._generation, self.store.change_token())
+        if self._listing is not None and self._listing[0] == key:
+            return self._listing[1]
+        if self._loading is None or self._loading[0] != key:
+            future = asyncio.ensure_future(to_thread.run_sync(lambda: Listing(self.store.get_jobs())))
+            self._loading = (key, future)
+        loading = self._loading
+        listing = await asyncio.shield(loading[1])
+        if self._loading is loading:
+            self._listing, self._loading = (key, listing), None
+        return listing
 
     async def next_change(self, timeout: float) -> None:
         """Return after the store's next change (once the waiters have been answered), or after ``timeout`` seconds."""
@@ -157,7 +186,7 @@ class Changes:
             queue.put_nowait(None)
 
     async def _publish(self) -> None:
-        jobs = await to_thread.run_sync(self.store.get_jobs)
+        jobs = (await self.listing()).jobs
         now = {str(job["id"]): (job.get("status"), job.get("progress")) for job in jobs}
         seen, self._seen = self._seen, now
         if seen is None:
