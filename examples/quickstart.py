@@ -1,22 +1,22 @@
 """jobstore end to end: submit jobs, work them, read the results and the files they live in.
 
-Usage: python examples/quickstart.py [STORE_DIRECTORY]   (default: a new temporary directory)
+Usage: python examples/quickstart.py [STORE_DIRECTORY]   (default: a temporary directory, removed at the end)
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import contextlib
 import tempfile
-from pathlib import Path
 
 from jobstore import InvalidJobError, JobStore
 from jobstore.api import job
 
 
-def main() -> None:
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="jobstore-quickstart-"))
-    job.useStore(root)
-    print(f"store: {root}")
+def walk_through(store: JobStore) -> None:
+    """Every step, on the given store."""
+    job.useStore(store)
+    root = store.path
 
     # A client submits work: each job starts pending, with a fresh id.
     for word in ["plain", "json", "jobs"]:
@@ -44,13 +44,24 @@ def main() -> None:
 
     # The files are plain JSON, one per state, in TinyDB's layout. They follow the log within a
     # second; flush() writes them now, before they are read by other means than jobstore.
-    JobStore(root).flush()
+    store.flush()
     for path in sorted(root.glob("*.json")):
         print(f"\n{path.name}:\n{path.read_text(encoding='utf-8').rstrip()}")
 
     counts = {state: len(jobs) for state, jobs in [("finished", job.getFinishedJobs()), ("error", job.getErrorJobs())]}
     assert counts == {"finished": 2, "error": 1}, counts
     print(f"\nok: {counts['finished']} finished, {counts['error']} error")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("store", nargs="?", help="store directory (default: a temporary one, removed at the end)")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        directory = args.store or stack.enter_context(tempfile.TemporaryDirectory(prefix="jobstore-quickstart-"))
+        store = stack.enter_context(JobStore(directory))  # closed before a temporary directory goes
+        print(f"store: {directory}" + ("" if args.store else " (temporary, removed at the end)"))
+        walk_through(store)
 
 
 if __name__ == "__main__":
