@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import math
+from importlib import resources
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -43,6 +44,8 @@ from .._wire import error_body
 from ._changes import Changes
 from ._guard import Guard
 from ._openapi import openapi_document
+from ._dashboard import activity, job_list, overview
+from ._layout import CONTENT_POLICY
 from ._page import job_page
 
 T = TypeVar("T")
@@ -149,6 +152,27 @@ class Service:
         return body
 
 
+#: The dashboard's files, shipped in the package, and their types: nothing is fetched from elsewhere.
+_ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+
+
+def _page(markup: str) -> Response:
+    """A dashboard page, under a policy that lets it load and reach this service alone."""
+    return HTMLResponse(markup, headers={"Content-Security-Policy": CONTENT_POLICY, "X-Content-Type-Options": "nosniff"})
+
+
+def retry_failed(store: JobStore, name: str) -> list[str]:
+    """Send every job in error of this name back to pending; returns their ids (one that changed meanwhile is left)."""
+    retried = []
+    for job in store.get_error_jobs():
+        if job.get("name") == name:
+            try:
+                retried.append(store.retry_job(job["id"])["id"])
+            except (JobStateError, JobNotFoundError):
+                pass  # retried or removed by someone else meanwhile
+    return retried
+
+
 def _job_id(request: Request) -> str:
     return str(request.path_params["job_id"])
 
@@ -223,7 +247,9 @@ def create_app(
     run, write, arguments = service.run, service.write, service.arguments
 
     async def list_jobs(request: Request) -> Response:
-        query = request.query_params
+        html = _wants_html(request)
+        # The page's filter form sends an empty value for "any".
+        query = {key: value for key, value in request.query_params.items() if value != "" or not html}
         limit_text = query.get("limit", str(DEFAULT_LIMIT))
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= MOST_LIMIT:
             raise InvalidArgumentError("limit", limit_text, f"a whole number from 1 to {MOST_LIMIT}")
@@ -232,7 +258,7 @@ def create_app(
             state=query.get("state"), name=query.get("name"), user=query.get("user"),
             limit=int(limit_text), cursor=query.get("cursor"), order=query.get("order", "newest"),
         )
-        return _json(page)
+        return _page(job_list(page, query)) if html else _json(page)
 
     async def submit(request: Request) -> Response:
         body = await service.body(request)
@@ -253,7 +279,7 @@ def create_app(
         html = _wants_html(request)
         job = await found(request)
         if html:
-            return HTMLResponse(job_page(job))
+            return _page(job_page(job))
         return _json(job, indent=request.query_params.get("f") == "pjson")
 
     async def delete_job(request: Request) -> Response:
@@ -353,8 +379,26 @@ def create_app(
         return _json(openapi_document((await run(store.job_schema)).document))
 
     async def index(request: Request) -> Response:
-        links = {"jobs": "/jobs", "stats": "/stats", "events": "/events", "openapi": "/openapi.json"}
+        if _wants_html(request):
+            return _page(overview((await service.changes.listing()).jobs))
+        links = {"jobs": "/jobs", "stats": "/stats", "events": "/events", "activity": "/activity", "openapi": "/openapi.json"}
         return _json({"service": "jobstore", "version": __version__, "links": links})
+
+    async def recent(request: Request) -> Response:
+        return _json(activity((await service.changes.listing()).jobs))
+
+    async def retry_named(request: Request) -> Response:
+        given = await arguments(request, ("name",), required=("name",))
+        if not isinstance(given["name"], str):
+            raise InvalidArgumentError("name", given["name"], "a job name (a string)")
+        return _json({"retried": await write(retry_failed, store, given["name"])})
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in _ASSETS:
+            raise HTTPException(404, f"no file {name!r}")
+        content = resources.files(__package__).joinpath("static", name).read_bytes()
+        return Response(content, media_type=_ASSETS[name], headers={"Cache-Control": "max-age=300"})
 
     async def library_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, JobStoreError)
@@ -404,11 +448,16 @@ def create_app(
         Route("/problems", problems, methods=["GET"]),
         Route("/schema", schema, methods=["GET"]),
         Route("/events", events, methods=["GET"]),
+        Route("/activity", recent, methods=["GET"]),
+        Route("/retries", retry_named, methods=["POST"]),
+        Route("/static/{name}", asset, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={JobStoreError: library_error, HTTPException: http_error, Exception: unexpected},
         lifespan=lifespan,
     )
-    return Guard(app, token=token, public_read=public_read)
+    guarded = Guard(app, token=token, public_read=public_read)
+    guarded.service = service
+    return guarded
 

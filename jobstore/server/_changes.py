@@ -70,8 +70,7 @@ class Changes:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
-        for queue in list(self._streams):
-            self._close(queue)
+        self._end_streams()
         if self._thread is not None:
             await to_thread.run_sync(self._thread.join, 2 * _LOOK_EVERY)
 
@@ -179,6 +178,16 @@ class Changes:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         """Close an event stream."""
         self._streams.discard(queue)
+
+    def end_streams(self) -> None:
+        """End every open event stream, from any thread (the server does as it begins to stop, so it need not wait for them)."""
+        if self._loop is not None:
+            with suppress(RuntimeError):  # the loop has closed: so have the streams
+                self._loop.call_soon_threadsafe(self._end_streams)
+
+    def _end_streams(self) -> None:
+        for queue in list(self._streams):
+            self._close(queue)
 
     def _close(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._streams.discard(queue)

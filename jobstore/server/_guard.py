@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -29,6 +30,8 @@ class Guard:
         self.app = app
         self._token = None if token is None else token.encode()
         self.public_read = public_read
+        #: the service behind, for whoever runs it (its streams are ended as the server stops)
+        self.service: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

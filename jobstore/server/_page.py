@@ -1,69 +1,81 @@
-"""The job resource for a person: one HTML page, every field escaped, nothing fetched from elsewhere."""
+"""The job resource for a person: every field, the progress bar, messages as lines, the history as a timeline, and the actions its state allows."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-_STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; color: #1b1b1b; }
-h1 { font-size: 1.3rem; word-break: break-all; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; vertical-align: top; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }
-th { width: 10rem; font-weight: 600; }
-td { word-break: break-word; white-space: pre-wrap; }
-progress { width: 20rem; max-width: 100%; }
-pre { background: #f5f5f5; padding: .6rem; overflow-x: auto; white-space: pre-wrap; }
-.status { font-weight: 600; }
-"""
+from .._lifecycle import FINAL_STATES, utc_now
+from .._status import JobStatus
+from ._layout import ago, layout, text
 
-#: Fields shown in their own section rather than in the table.
-_SECTIONS = ("messages", "history", "progress")
+#: Fields shown in a section of their own rather than in the table.
+_SECTIONS = ("messages", "history", "progress", "result")
 
 
-def _text(value: Any) -> str:
-    """A field's value as a person reads it: a string as it is, anything else as its JSON."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
+def progress_bar(progress: Any) -> str:
+    """A job's progress as a bar and its figures (escaped markup); empty when it has none."""
+    if not isinstance(progress, Mapping):
+        return ""
+    completed, total = progress.get("completed"), progress.get("total")
+    if isinstance(total, int) and total > 0:
+        return f'<progress max="{total}" value="{escape(str(completed))}"></progress> {escape(str(completed))} of {total}'
+    return f"<progress></progress> {escape(str(completed))} done"
+
+
+def actions(job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The actions the job's state allows, as (action, label): cancel until it ends, retry once it has, delete always."""
+    status = job.get("status")
+    ended = status in {state.value for state in FINAL_STATES}
+    allowed = [("retry", "Retry")] if ended else [("cancel", "Cancel")]
+    if status == JobStatus.RUNNING and job.get("cancelRequested"):
+        allowed = []  # asked already: its worker decides when to stop
+    return [*allowed, ("delete", "Delete")]
 
 
 def job_page(job: Mapping[str, Any]) -> str:
-    """Return the HTML page of one job: its fields, its progress bar, its messages and its history."""
+    """Return the HTML page of one job."""
+    now = utc_now()
     job_id = escape(str(job.get("id", "")))
+    status = escape(str(job.get("status", "")))
     rows = "".join(
-        f"<tr><th scope=\"row\">{escape(str(name))}</th><td>{escape(_text(value))}</td></tr>"
+        f'<tr><th scope="row">{escape(str(name))}</th><td class="text">{text(value)}</td></tr>'
         for name, value in job.items()
         if name not in _SECTIONS
     )
+    buttons = "".join(
+        f'<button type="button" data-action="{action}" data-id="{job_id}"{" class=danger" if action == "delete" else ""}>{label}</button>'
+        for action, label in actions(job)
+    )
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>job {job_id}</title><style>{_STYLE}</style></head><body>",
-        f'<h1>job {job_id} <span class="status">{escape(str(job.get("status", "")))}</span></h1>',
+        f'<h1>job {job_id} <span class="status-{status}">{status}</span></h1>',
+        f'<div class="actions">{buttons}</div>',
     ]
-    progress = job.get("progress")
-    if isinstance(progress, Mapping):
-        completed, total = progress.get("completed"), progress.get("total")
-        shown = f"{completed} of {total}" if total is not None else f"{completed} done"
-        bar = f'<progress max="{escape(str(total))}" value="{escape(str(completed))}"></progress>' if total else "<progress></progress>"
-        parts.append(f'<p><label>progress {bar} {escape(shown)}</label></p>')
-    parts.append(f"<table>{rows}</table>")
+    bar = progress_bar(job.get("progress"))
+    if bar:
+        parts.append(f"<p>progress {bar}</p>")
+    parts.append(f'<div class="scroll"><table><caption class="muted">every field</caption>{rows}</table></div>')
+    parts.append("<h2>result</h2>")
+    result = job.get("result")
+    parts.append(f"<pre>{text(result)}</pre>" if result not in (None, "") else '<p class="muted">none yet</p>')
     messages = job.get("messages")
     parts.append("<h2>messages</h2>")
-    parts.append(f"<pre>{escape(str(messages))}</pre>" if messages else "<p>none</p>")
+    if isinstance(messages, str) and messages:
+        parts.append("<ol>" + "".join(f"<li>{escape(line)}</li>" for line in messages.splitlines()) + "</ol>")
+    else:
+        parts.append('<p class="muted">none</p>')
     history = job.get("history")
     parts.append("<h2>history</h2>")
     if isinstance(history, list) and history:
         items = "".join(
-            f"<li><time>{escape(str(entry.get('at', '')))}</time> {escape(str(entry.get('status', '')))}</li>"
+            f'<li><time datetime="{escape(str(entry.get("at", "")))}">{escape(str(entry.get("at", "")))}</time> '
+            f'({ago(entry.get("at"), now)}): {escape(str(entry.get("status", "")))}</li>'
             if isinstance(entry, Mapping)
-            else f"<li>{escape(_text(entry))}</li>"
+            else f"<li>{text(entry)}</li>"
             for entry in history
         )
-        parts.append(f"<ol>{items}</ol>")
+        parts.append(f'<ol class="timeline">{items}</ol>')
     else:
-        parts.append("<p>none</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        parts.append('<p class="muted">none</p>')
+    return layout(f"job {job.get('id', '')}", "\n".join(parts))

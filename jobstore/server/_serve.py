@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -21,6 +22,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the event streams as soon as it is told to stop (they would hold its shutdown)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
 
 def serve(
@@ -54,7 +67,7 @@ def serve(
     listener.bind((host, port))
     listener.listen(2048)
     bound = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2))
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5), app.service.changes.end_streams)
     if ready is not None:
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         ready(f"http://{shown}:{bound}")
