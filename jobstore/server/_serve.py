@@ -62,7 +62,9 @@ def serve(
         raise InvalidArgumentError("host", host, "a loopback address unless a token is given (or --insecure)")
     app = create_app(store, token=token, public_read=public_read, max_body=max_body)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # Named TCP, so that asyncio sets TCP_NODELAY on each connection: without it every request
+    # after the first on a kept-alive connection waits out the client's delayed acknowledgement.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(2048)
