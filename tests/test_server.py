@@ -20,7 +20,7 @@ from conftest import Service
 def test_the_index_links_the_resources(service):
     answer = httpx.get(service.url + "/")
     assert answer.status_code == 200
-    assert set(answer.json()["links"]) == {"jobs", "stats", "events", "openapi"}
+    assert set(answer.json()["links"]) == {"jobs", "stats", "events", "activity", "openapi"}
 
 
 def test_a_job_is_a_resource_in_json_pjson_and_html(service, store):
