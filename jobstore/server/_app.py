@@ -36,7 +36,7 @@ from .._errors import (
     StoreLockTimeout,
     StoreWriteError,
 )
-from .._lifecycle import FINAL_STATES, parse_time, utc_now
+from .._lifecycle import FINAL_STATES, parse_time, statistics, utc_now
 from .._status import JobStatus
 from .._store import JobStore, count, seconds
 from .._version import __version__
@@ -334,7 +334,7 @@ def create_app(
             await service.changes.next_change(min(left, 1.0))  # a lease may lapse meanwhile: look once a second
 
     async def stats(request: Request) -> Response:
-        return _json(await run(store.stats))
+        return _json((await service.changes.listing()).remembered("stats", statistics))
 
     async def purge(request: Request) -> Response:
         given = await arguments(request, ("state", "olderThan", "keepLast"), required=("state",))
@@ -380,12 +380,12 @@ def create_app(
 
     async def index(request: Request) -> Response:
         if _wants_html(request):
-            return _page(overview((await service.changes.listing()).jobs))
+            return _page((await service.changes.listing()).remembered("overview", overview))
         links = {"jobs": "/jobs", "stats": "/stats", "events": "/events", "activity": "/activity", "openapi": "/openapi.json"}
         return _json({"service": "jobstore", "version": __version__, "links": links})
 
     async def recent(request: Request) -> Response:
-        return _json(activity((await service.changes.listing()).jobs))
+        return _json((await service.changes.listing()).remembered("activity", activity))
 
     async def retry_named(request: Request) -> Response:
         given = await arguments(request, ("name",), required=("name",))

@@ -51,6 +51,7 @@ class Changes:
         self._streams: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._seen: dict[str, tuple[Any, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._baseline: asyncio.Future[None] | None = None
         #: counts the changes seen; a listing made before the last one is stale
         self._generation = 0
         self._listing: tuple[tuple[int, Hashable], Listing] | None = None
@@ -172,8 +173,16 @@ class Changes:
         if not self._streams:
             self._seen = None  # no stream followed the jobs meanwhile: the next look starts afresh
         self._streams.add(queue)
-        self._changed.set()  # take the first look now, so that the next change is told apart from it
+        if self._seen is None:
+            # The first look, so that the next change is told apart from it; not a change itself.
+            self._baseline = asyncio.ensure_future(self._look_first())
         return queue
+
+    async def _look_first(self) -> None:
+        with suppress(Exception):  # a store that fails this look is looked at again at the next change
+            jobs = (await self.listing()).jobs
+            if self._seen is None:
+                self._seen = {str(job["id"]): (job.get("status"), job.get("progress")) for job in jobs}
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         """Close an event stream."""

@@ -6,13 +6,15 @@ import base64
 import binascii
 import bisect
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 
 from .._errors import InvalidArgumentError
 from .._status import JobStatus
 
 Key = tuple[str, str]
+T = TypeVar("T")
 
 
 def order_key(job: Mapping[str, Any]) -> Key:
@@ -48,6 +50,19 @@ class Listing:
     def __init__(self, jobs: Iterable[dict[str, Any]]) -> None:
         self.jobs = sorted(jobs, key=order_key)
         self._keys = [order_key(job) for job in self.jobs]
+        self._remembered: dict[str, tuple[float, Any]] = {}
+
+    def remembered(self, name: str, compute: Callable[[list[dict[str, Any]]], T], *, seconds: float = 1.0) -> T:
+        """A figure worked out from these jobs, worked out again only once it is ``seconds`` old.
+
+        The figures that depend on the time as well (ages, the last hour) stay that fresh; every
+        change of the store makes a new listing, so none outlives the jobs it was worked out from.
+        """
+        now = time.monotonic()
+        kept = self._remembered.get(name)
+        if kept is None or now - kept[0] >= seconds:
+            kept = self._remembered[name] = (now, compute(self.jobs))
+        return cast(T, kept[1])
 
     def __len__(self) -> int:
         return len(self.jobs)
