@@ -26,21 +26,23 @@ from ._errors import (
     WaitTimeout,
 )
 
-#: What each error carries over the wire, besides its class and message: its attributes by name.
-_ATTRIBUTES: dict[type[JobStoreError], tuple[str, ...]] = {
-    InvalidStateError: ("state", "states"),
-    InvalidArgumentError: ("argument", "value", "expected"),
-    InvalidJobError: ("job_id", "problems"),
-    JobNotFoundError: ("job_id",),
-    JobStateError: ("job_id", "status", "action", "allowed", "detail"),
-    WaitTimeout: ("job_id", "timeout", "status"),
-    StoreLockTimeout: ("lock_file", "timeout"),
-    CorruptStoreError: ("path", "detail", "line", "column"),
-    UnsafeStoreError: ("path", "detail"),
-    SchemaConflictError: ("path", "detail"),
-    NotAStoreError: ("path", "detail"),
-    StoreWriteError: ("path", "errno", "strerror", "outcome"),
+#: What each error answers with over the wire: its HTTP status, and the attributes it carries
+#: besides its class and message.
+_WIRE: dict[type[JobStoreError], tuple[int, tuple[str, ...]]] = {
+    InvalidStateError: (400, ("state", "states")),
+    InvalidArgumentError: (400, ("argument", "value", "expected")),
+    InvalidJobError: (400, ("job_id", "problems")),
+    JobNotFoundError: (404, ("job_id",)),
+    JobStateError: (409, ("job_id", "status", "action", "allowed", "detail")),
+    SchemaConflictError: (409, ("path", "detail")),
+    WaitTimeout: (503, ("job_id", "timeout", "status")),
+    StoreLockTimeout: (503, ("lock_file", "timeout")),
+    UnsafeStoreError: (503, ("path", "detail")),
+    CorruptStoreError: (503, ("path", "detail", "line", "column")),
+    NotAStoreError: (503, ("path", "detail")),
+    StoreWriteError: (503, ("path", "errno", "strerror", "outcome")),
 }
+_ATTRIBUTES = {kind: names for kind, (_, names) in _WIRE.items()}
 
 _NAMES = {kind.__name__: names for kind, names in _ATTRIBUTES.items()}
 
@@ -74,6 +76,12 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
+
+
+def status_of(error: JobStoreError) -> int:
+    """The HTTP status the service answers an error with: 503, the store cannot serve, for one it does not know."""
+    kind = next((kind for kind in type(error).__mro__ if kind in _WIRE), None)
+    return 503 if kind is None else _WIRE[kind][0]
 
 
 def error_body(error: JobStoreError) -> dict[str, Any]:

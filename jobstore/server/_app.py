@@ -23,24 +23,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .._errors import (
-    CorruptStoreError,
-    InvalidArgumentError,
-    InvalidJobError,
-    InvalidStateError,
-    JobNotFoundError,
-    JobStateError,
-    JobStoreError,
-    NotAStoreError,
-    SchemaConflictError,
-    StoreLockTimeout,
-    StoreWriteError,
-)
+from .._errors import InvalidArgumentError, JobNotFoundError, JobStateError, JobStoreError
 from .._lifecycle import FINAL_STATES, parse_time, statistics, utc_now
 from .._status import JobStatus
 from .._store import JobStore, count, seconds
 from .._version import __version__
 from .._wire import error_body
+from .._wire import status_of as wire_status
 from ._changes import Changes
 from ._guard import Guard
 from ._openapi import openapi_document
@@ -59,21 +48,6 @@ DEFAULT_WAIT, LONGEST_WAIT = 30.0, 300.0
 #: Seconds between the comments that keep an idle event stream open through proxies.
 _KEEPALIVE = 15.0
 
-#: The HTTP status each library error answers with.
-_STATUS: tuple[tuple[type[JobStoreError], int], ...] = (
-    (JobNotFoundError, 404),
-    (JobStateError, 409),
-    (InvalidJobError, 400),
-    (InvalidArgumentError, 400),
-    (InvalidStateError, 400),
-    (SchemaConflictError, 409),
-    (StoreLockTimeout, 503),
-    (StoreWriteError, 503),
-    (CorruptStoreError, 503),
-    (NotAStoreError, 503),
-)
-
-
 class BodyTooLarge(JobStoreError, ValueError):
     """A request body over the service's limit; it was not read whole."""
 
@@ -83,10 +57,8 @@ class BodyTooLarge(JobStoreError, ValueError):
 
 
 def status_of(error: JobStoreError) -> int:
-    """The HTTP status a library error answers with."""
-    if isinstance(error, BodyTooLarge):
-        return 413
-    return next((status for kind, status in _STATUS if isinstance(error, kind)), 503)
+    """The HTTP status a library error answers with (a body over the limit: 413)."""
+    return 413 if isinstance(error, BodyTooLarge) else wire_status(error)
 
 
 def _json(value: Any, status: int = 200, *, indent: bool = False) -> Response:
