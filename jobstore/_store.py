@@ -98,7 +98,10 @@ def _fields(job_id: object, data: object, what: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, Mapping):
         raise InvalidJobError(job_id, [(None, f"{what} must be a dict of job fields, not {type(data).__name__}")])
-    return copy_json(dict(data))
+    try:
+        return copy_json(dict(data))
+    except RecursionError:
+        raise InvalidJobError(job_id, [(None, f"{what} is nested too deeply to be stored")]) from None
 
 
 def _same_id(job_id: str, fields: Mapping[str, Any]) -> None:
@@ -262,6 +265,8 @@ class JobStore:
     def _check(self, document: Document) -> None:
         try:
             self.schema.validate(document)
+        except RecursionError:
+            raise InvalidJobError(document.get("id"), [(None, "nested too deeply to be checked or stored")]) from None
         except TypeError as error:
             # jsonschema compared a value no JSON holds (a complex number, say): name it if so.
             unchecked: TypeError | None = error

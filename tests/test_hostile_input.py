@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import decimal
 import os
 from collections import Counter
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobstore import JobStore, JobStoreError, UnsafeStoreError, published_schema
+from jobstore import InvalidJobError, JobStore, JobStoreError, UnsafeStoreError, published_schema
 from jobstore.api import job
 
 from test_symlinks import kept, plant, tree
@@ -196,3 +197,15 @@ def test_a_link_anywhere_in_a_store_is_refused_or_left_unfollowed(tmp_path_facto
         assert error.path == str(link), error
         assert kept(root) == store_before, f"{operation} was refused yet changed the store"
     assert tree(outside) == outside_before, f"{operation} changed {target} outside the store through {location}"
+
+
+@pytest.mark.parametrize(("depth", "words"), [(300, "is not of type 'string'"), (900, "nested too deeply")])
+def test_a_value_nested_too_deeply_is_refused_naming_it(store, depth, words):
+    nested = json.loads("[" * depth + "]" * depth)
+    with pytest.raises(InvalidJobError, match=words):
+        store.create_jobs([{"name": "x", "request": nested}])
+    with pytest.raises(InvalidJobError):
+        store.create_job(nested)
+    with pytest.raises(InvalidJobError, match=words):
+        store.set_job("j", {"request": nested})
+    assert store.get_jobs() == []

@@ -313,3 +313,13 @@ def test_a_cursor_stays_good_while_jobs_come_and_go(service, store):
     assert [job["request"] for job in second["jobs"]] == ["2", "1"]
     third = httpx.get(service.url + "/jobs", params={"limit": 2, "cursor": second["next"]}).json()
     assert [job["request"] for job in third["jobs"]] == ["0"] and third["next"] is None
+
+
+def test_a_body_nested_past_reason_is_400_not_a_failure(service):
+    answer = httpx.post(service.url + "/jobs", content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"] == "InvalidArgumentError"
+
+
+def test_a_job_nested_deep_within_the_limit_is_400(service):
+    answer = httpx.post(service.url + "/jobs", content=b'{"request": ' + b"[" * 900 + b"]" * 900 + b"}", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]

@@ -105,7 +105,7 @@ class Service:
             return None
         try:
             return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested past what a job holds
             raise InvalidArgumentError("body", data[:80].decode("utf-8", "replace"), f"JSON ({error})") from None
 
     async def arguments(self, request: Request, names: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
