@@ -34,7 +34,7 @@ from tinydb.table import Document
 
 from jobstore._lifecycle import timestamp, utc_now
 from jobstore._schema import published_schema
-from jobstore._tinydb_engine import JobTable
+from jobstore.engines._tinydb import JobTable
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lifecycle import jobstore_lifecycle, persist_queue_lifecycle, seed_jobstore  # noqa: E402

@@ -38,7 +38,7 @@ from tinydb import Query, TinyDB
 from jobstore import JobStore
 from jobstore._files import encode
 from jobstore._status import JobStatus
-from jobstore._tinydb_engine import DEFAULT_SEGMENT_SIZE, segment_file_name
+from jobstore.engines._tinydb import DEFAULT_SEGMENT_SIZE, segment_file_name
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from ._errors import (
     UnsafeStoreError,
     WaitTimeout,
 )
-from ._engine import StoreProblem
+from .engines._base import StoreProblem
 from ._schema import published_schema
 from ._status import JobStatus
 from ._store import JobStore

@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ._engine import Batch, Document, Session
+from .engines._base import Batch, Document, Session
 from ._errors import InvalidJobError, JobNotFoundError, JobStateError
 from ._status import STATES, JobStatus
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from ._engine import Batch, Document, Engine, Session, StoreProblem
+from .engines._base import Batch, Document, Engine, Session, StoreProblem
 from . import _lifecycle as lifecycle
 from ._errors import (
     CorruptStoreError,
@@ -28,7 +28,7 @@ from ._files import check_storable
 from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
 from ._schema import JobSchema, published_schema, schema_difference
 from ._status import STATES, JobStatus
-from ._tinydb_engine import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
+from .engines._tinydb import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
 from ._watch import POLL_INTERVAL, ChangeWaiter
 
 #: The states whose old jobs purge_jobs removes.

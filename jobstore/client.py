@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._engine import StoreProblem
+from .engines._base import StoreProblem
 from ._errors import JobNotFoundError, NotAuthorizedError, ServiceUnavailableError, WaitTimeout
 from ._schema import JobSchema
 from ._status import STATES, JobStatus

@@ -78,7 +78,7 @@ def test_threads_with_their_own_stores_on_one_directory(root):
 
 
 def test_a_process_follows_others_writes_from_the_log_without_reading_files_again(root, monkeypatch):
-    from jobstore import _tinydb_engine
+    from jobstore.engines import _tinydb as _tinydb_engine
 
     writer, reader = JobStore(root, segment_size=4), JobStore(root, segment_size=4)
     jobs = writer.create_jobs([{"name": str(n)} for n in range(6)])

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from jobstore import CorruptStoreError, JobStore, _folder, _tinydb_engine, _wal
+from jobstore import CorruptStoreError, JobStore, _folder, _wal
+from jobstore.engines import _tinydb as _tinydb_engine
 
 from conftest import log_bytes, raw_tables, start_worker
 

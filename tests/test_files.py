@@ -11,7 +11,7 @@ from tinydb import TinyDB
 from tinydb.table import Table
 
 from jobstore import JobStore
-from jobstore._tinydb_engine import MAX_DELAY
+from jobstore.engines._tinydb import MAX_DELAY
 
 from conftest import raw_tables
 

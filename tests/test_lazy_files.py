@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from jobstore import JobStore
-from jobstore._tinydb_engine import MAX_DELAY
+from jobstore.engines._tinydb import MAX_DELAY
 
 from conftest import log_bytes, raw_tables
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobstore import JobNotFoundError, JobStore, WaitTimeout, _tinydb_engine
+from jobstore import JobNotFoundError, JobStore, WaitTimeout
+from jobstore.engines import _tinydb as _tinydb_engine
 
 from conftest import acks, start_worker
 

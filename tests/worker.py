@@ -50,7 +50,8 @@ def die_mid_move(job_id: str, state: str, point: str) -> None:
     Points: ``before-record`` (nothing logged yet), ``torn-record`` (half the log record written),
     ``after-record`` (the record logged, no file replaced), ``one-file`` (one of two files replaced).
     """
-    from jobstore import _folder, _tinydb_engine, _wal
+    from jobstore import _folder, _wal
+    from jobstore.engines import _tinydb as _tinydb_engine
 
     if point in ("before-record", "torn-record"):
         write = _wal.WriteAheadLog._write

@@ -32,9 +32,9 @@ from tinydb.storages import Storage
 from tinydb.table import Document as TinyDocument
 from tinydb.table import Table
 
-from ._engine import Batch, Document, StoreProblem
-from ._errors import CorruptStoreError, JobStoreError, NotAStoreError, StoreWriteError, UnsafeStoreError
-from ._files import (
+from ._base import Batch, Document, StoreProblem
+from .._errors import CorruptStoreError, JobStoreError, NotAStoreError, StoreWriteError, UnsafeStoreError
+from .._files import (
     TEMP_SUFFIX,
     FileKey,
     encode,
@@ -43,11 +43,11 @@ from ._files import (
     remove_temporary_files,
     write_atomic,
 )
-from ._folder import Folder
-from ._lock import StoreLock
-from ._status import STATES, JobStatus
-from ._wal import FileChange, Marker, Record, WriteAheadLog
-from ._watch import POLL_INTERVAL, ChangeWaiter
+from .._folder import Folder
+from .._lock import StoreLock
+from .._status import STATES, JobStatus
+from .._wal import FileChange, Marker, Record, WriteAheadLog
+from .._watch import POLL_INTERVAL, ChangeWaiter
 
 #: The folder of the engine's own files, beside the state files.
 META_DIR = ".jobstore"

@@ -2,7 +2,7 @@
 
 An engine keeps one table per state and serializes sessions across processes; within a session a
 caller reads, stages changes in a :class:`Batch`, and applies them all or nothing. The JSON-file
-engine lives in ``_tinydb_engine``; a database engine implements the same two protocols.
+engine lives in ``_tinydb``; a database engine implements the same two protocols.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._status import JobStatus
-from ._watch import POLL_INTERVAL, ChangeWaiter
+from .._status import JobStatus
+from .._watch import POLL_INTERVAL, ChangeWaiter
 
 Document = dict[str, Any]
 
