@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from .engines._base import Batch, Document, Engine, Session, StoreProblem
+from .engines._base import Batch, Conflict, Document, Engine, Session, StoreProblem, Waiter
 from . import _lifecycle as lifecycle
 from ._errors import (
     CorruptStoreError,
@@ -22,6 +22,7 @@ from ._errors import (
     InvalidStateError,
     JobNotFoundError,
     SchemaConflictError,
+    StoreLockTimeout,
     WaitTimeout,
 )
 from ._files import check_storable
@@ -29,7 +30,7 @@ from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
 from ._schema import JobSchema, published_schema, schema_difference
 from ._status import STATES, JobStatus
 from .engines._tinydb import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
-from ._watch import POLL_INTERVAL, ChangeWaiter
+from ._watch import POLL_INTERVAL
 
 #: The states whose old jobs purge_jobs removes.
 HISTORY_STATES = (JobStatus.FINISHED, JobStatus.ERROR)
@@ -59,6 +60,13 @@ def job_id_of(job_id: object) -> str:
         return str(job_id)
     raise InvalidJobError(job_id, [("id", "a job id is a non-empty string or an int")])
 
+
+#: How a store in a database is named: ``postgresql://user@host/db#name`` (the name, by default
+#: ``jobstore``, is the database schema holding its tables).
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+#: Runs of one operation before a store whose jobs keep changing under it is reported as too busy.
+_MOST_ATTEMPTS = 50
 
 #: A schema token no store gives: the first operation reads the store's schema.
 _NOT_READ = object()
@@ -147,12 +155,22 @@ class JobStore:
         count("segment_size", segment_size, 1)
         count("segment_bytes", segment_bytes, 1)
         if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b"") or "\0" in str(os.fspath(path)):
-            raise InvalidArgumentError("path", path, "a directory path")
-        self.path = Path(path)
+            raise InvalidArgumentError("path", path, "a directory path or a postgresql:// URL")
+        #: where the store is, as its messages name it: its directory, or its database and name
+        self.location = str(os.fspath(path))
         given = None if schema is None else JobSchema(schema)  # a bad schema is refused before the store is touched
-        self._engine: Engine = TinyDBEngine(
-            self.path, lock_timeout=lock_timeout, durable=durable, segment_size=segment_size, segment_bytes=segment_bytes
-        )
+        database = self.location.startswith(DATABASE_SCHEMES)
+        #: the store's directory; None for a store in a database
+        self.path: Path | None = None if database else Path(path)
+        if self.path is None:
+            from .engines._postgres import PostgresEngine  # psycopg is needed only here
+
+            dsn, _, name = self.location.partition("#")
+            self._engine: Engine = PostgresEngine(dsn, name=name or "jobstore", lock_timeout=lock_timeout)
+        else:
+            self._engine = TinyDBEngine(
+                self.path, lock_timeout=lock_timeout, durable=durable, segment_size=segment_size, segment_bytes=segment_bytes
+            )
         #: the schema every write is checked against: the one the store records, else the published one
         self.schema = given or JobSchema()
         self._schema_token: Hashable = _NOT_READ
@@ -161,7 +179,7 @@ class JobStore:
                 self._adopt_schema(session, given)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r})"
+        return f"{type(self).__name__}({self.location!r})"
 
     def flush(self) -> None:
         """Write every job's current state into the state files now.
@@ -190,23 +208,33 @@ class JobStore:
 
         :param follow_schema: first take up the schema the store records, if it changed since last read
         """
-        with self._engine.session() as session:
-            token = session.schema_token()
-            if follow_schema and token != self._schema_token:
-                self._follow_schema(token)
-            batch = Batch()
-            result = operation(session, batch)
-            if batch:
-                stamp = timestamp(utc_now())
-                for document in batch.documents():
-                    lifecycle.record_change(document, stamp)
-                    self._check(document)
-                session.apply(batch)
-            return copy_json(result)
+        for attempt in range(_MOST_ATTEMPTS):
+            try:
+                with self._engine.session() as session:
+                    token = session.schema_token()
+                    if follow_schema and token != self._schema_token:
+                        self._follow_schema(token, session)
+                    batch = Batch()
+                    result = operation(session, batch)
+                    if batch:
+                        stamp = timestamp(utc_now())
+                        for document in batch.documents():
+                            lifecycle.record_change(document, stamp)
+                            self._check(document)
+                        session.apply(batch)
+                    return copy_json(result)
+            except Conflict:
+                # A job this operation read changed under it (engines whose sessions run side by
+                # side): nothing was written; run it again on the store as it is now.
+                time.sleep(min(0.001 * 2**attempt, 0.05))
+        raise StoreLockTimeout(f"{self.location} (jobs changing under every attempt)", float(_MOST_ATTEMPTS))
 
-    def _follow_schema(self, token: Hashable) -> None:
-        """Use the schema the store records now: another process may have recorded or changed it."""
-        recorded = self._engine.recorded_schema()
+    def _follow_schema(self, token: Hashable, session: Session | None = None) -> None:
+        """Use the schema the store records now: another process may have recorded or changed it.
+
+        :param session: the session to read it in; None reads it outside any
+        """
+        recorded = self._engine.recorded_schema() if session is None else session.recorded_schema()
         try:
             if recorded is not None:
                 self.schema = JobSchema(recorded)
@@ -214,19 +242,19 @@ class JobStore:
                 self.schema = JobSchema()
         except InvalidArgumentError as error:
             detail = f"the schema it records is not a job schema: {error.expected}; record one with change_schema() (jobstore schema --set FILE)"
-            raise CorruptStoreError(str(self.path), detail) from None
+            raise CorruptStoreError(self.location, detail) from None
         self._schema_token = token
 
     def _adopt_schema(self, session: Session, given: JobSchema) -> None:
         """Open the store with a schema of the caller's: the one it records, or recorded now if it records none."""
-        recorded = self._engine.recorded_schema()
+        recorded = session.recorded_schema()
         if recorded is None:
             if given.document != published_schema():
                 self._refuse_failing_jobs(session, given)
                 session.record_schema(given.document)
         elif recorded != given.document:
             raise SchemaConflictError(
-                str(self.path),
+                self.location,
                 f"records another job schema ({schema_difference(recorded, given.document)}): open it without "
                 "a schema to use the recorded one, or change that with change_schema() (jobstore schema --set FILE)",
             )
@@ -243,7 +271,7 @@ class JobStore:
         if failing:
             shown = "; ".join(str(InvalidJobError(job_id, problems)) for job_id, problems in failing[:3])
             more = f" (and {len(failing) - 3} more)" if len(failing) > 3 else ""
-            raise SchemaConflictError(str(self.path), f"holds {len(failing)} job{'s' if len(failing) != 1 else ''} the schema refuses{more}, so it was not recorded: {shown}")
+            raise SchemaConflictError(self.location, f"holds {len(failing)} job{'s' if len(failing) != 1 else ''} the schema refuses{more}, so it was not recorded: {shown}")
 
     def change_schema(self, schema: Mapping[str, Any]) -> None:
         """Record a new job schema for the store, once every job it holds passes it; every process follows it from its next operation.
@@ -658,7 +686,7 @@ class JobStore:
         """Return a value that differs once any process has written to the store: cheap, and takes no lock."""
         return self._engine.change_token()
 
-    def watch(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
+    def watch(self, interval: float = POLL_INTERVAL) -> Waiter:
         """Return a waiter whose ``wait(timeout)`` returns once the store may have changed; close it when done.
 
         What :meth:`block_until_complete` sleeps on, for callers that follow the store themselves.
@@ -716,7 +744,7 @@ class JobStore:
             self._follow_schema(_NOT_READ)
             schema, found = self.schema, []
         except CorruptStoreError as error:
-            schema, found = JobSchema(), [StoreProblem(os.path.relpath(error.path, self.path), error.detail)]
+            schema, found = JobSchema(), [StoreProblem(os.path.relpath(error.path, self.path) if self.path else error.path, error.detail)]
 
         def inspect(document: Mapping[str, Any]) -> list[str]:
             problems = schema.problems(document)

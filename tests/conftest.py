@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -29,10 +31,40 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+#: Fixtures that tie a test to the store's files: a test asking for one runs on the file engine alone.
+FILE_BOUND = frozenset({"root", "tmp_path", "api", "jobstore", "service", "client", "page", "browser"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test of a store on both engines, but for those that look at its files."""
+    if "store" not in metafunc.fixturenames:
+        return
+    asked = set(inspect.signature(metafunc.function).parameters)
+    engines = ["files"] if asked & FILE_BOUND else ["files", "postgres"]
+    metafunc.parametrize("engine", engines)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server of the test run's own, started once: the pgserver package's binaries.
+
+    Never skipped: a run that cannot start one fails, saying why.
+    """
+    try:
+        import pgserver
+    except ImportError:
+        pytest.fail("the PostgreSQL tests need the pgserver package: pip install -e '.[test]'")
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
 @pytest.fixture
-def store(root: Path) -> JobStore:
-    """A new, empty store."""
-    return JobStore(root)
+def store(root: Path, engine: str, request: pytest.FixtureRequest) -> JobStore:
+    """A new, empty store: in a directory, or (``engine`` postgres) in a schema of its own in the test run's database."""
+    if engine == "files":
+        return JobStore(root)
+    return JobStore(f"{request.getfixturevalue('postgres_url')}#t{uuid.uuid4().hex}")
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def test_the_help_names_each_exit_status(jobstore):
 
 def test_wait_follows_the_progress(jobstore, store):
     job = store.set_job("j", {"progress": {"completed": 7, "total": 9}}, "running")
-    process = subprocess.Popen([str(SCRIPT), "--store", str(store.path), "wait", job["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([str(SCRIPT), "--store", store.location, "wait", job["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)
     store.update_job_result(job["id"], "done")
     out, err = process.communicate(timeout=60)
@@ -248,7 +248,7 @@ done
 [ $status -eq 3 ]
 '''
     )
-    environment = {**os.environ, "JOBSTORE": str(SCRIPT), "JOBSTORE_PATH": str(store.path)}
+    environment = {**os.environ, "JOBSTORE": str(SCRIPT), "JOBSTORE_PATH": store.location}
     workers = [subprocess.Popen(["bash", str(script), f"sh-{number}"], stderr=subprocess.PIPE, text=True, env=environment) for number in range(2)]
     for worker in workers:
         _, err = worker.communicate(timeout=120)
@@ -319,7 +319,7 @@ def test_validate_lists_each_problem_with_file_and_job(jobstore, store, root):
 
 def test_a_reader_that_stops_early_gets_no_complaint(store):
     store.create_jobs([{"name": f"job {number}"} for number in range(3000)])
-    pipeline = f"'{SCRIPT}' --store '{store.path}' list --json | head -c 10"
+    pipeline = f"'{SCRIPT}' --store '{store.location}' list --json | head -c 10"
     done = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
     assert (done.stdout, done.stderr) == ("[\n  {\n    ", "")
 
@@ -332,7 +332,7 @@ def test_a_damaged_file_is_one_line_naming_it(jobstore, store, root):
 
 def test_watch_shows_counts_and_running_jobs_until_interrupted(store):
     store.set_job("busy", {"name": "crunch"}, "running")
-    watcher = subprocess.Popen([str(SCRIPT), "--store", str(store.path), "watch", "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen([str(SCRIPT), "--store", store.location, "watch", "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     watcher.send_signal(signal.SIGINT)
     out, err = watcher.communicate(timeout=60)

@@ -19,7 +19,7 @@ def test_a_missing_or_empty_directory_becomes_a_store(tmp_path):
         assert (root / ".jobstore").is_dir()
 
 
-def test_state_files_alone_are_a_store(tmp_path, store):
+def test_state_files_alone_are_a_store(tmp_path, store):  # tmp_path: the file engine alone
     made = store.create_job("a", "u", "r", "")
     store.flush()
     copy = tmp_path / "copy"
@@ -55,4 +55,4 @@ def test_a_directory_of_other_files_is_refused_and_left_as_it_was(tmp_path):
 def test_the_command_line_refuses_them_in_one_line(jobstore, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     one_line_error(jobstore("create", "x", store=tmp_path), 1, "directory of other files (notes.txt)")
-    one_line_error(jobstore("create", "x", store=tmp_path / "notes.txt"), 2, "is a file")  # a bad command line
+    one_line_error(jobstore("create", "x", store=tmp_path / "notes.txt"), 1, "it is a file")

@@ -47,11 +47,11 @@ def test_error_jobs_can_be_purged_too(store):
     assert store.get_error_jobs() == []
 
 
-def test_a_job_without_a_readable_time_is_never_purged_by_age(store):
+def test_a_job_without_a_readable_time_is_never_purged_by_age(store, root):
     store.set_job("odd", {"updatedAt": "whenever"}, "finished")
     store.flush()
     # updatedAt is stamped on every write, so damage it the way a hand edit would
-    path = store.path / "finished.json"
+    path = root / "finished.json"
     path.write_text(path.read_text().replace(store.get_job("odd", "finished")["updatedAt"], "not a time"))
     assert store.purge_jobs("finished", older_than=0) == 0
     assert store.purge_jobs("finished", keep_last=0) == 1

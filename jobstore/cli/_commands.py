@@ -21,7 +21,7 @@ from .._errors import InvalidArgumentError, JobNotFoundError, JobStoreError, Wai
 from .._lifecycle import FINAL_STATES, statistics
 from .._schema import JobSchema
 from .._status import STATES, JobStatus
-from .._store import JobStore, seconds
+from .._store import DATABASE_SCHEMES, JobStore, seconds
 from .._version import __version__
 from ._render import job_detail, job_lines, parse_duration, statistics_lines
 
@@ -48,19 +48,22 @@ class Opener:
     :param url: the job service's address, which stands for the store when given
     """
 
-    def __init__(self, path: Path, url: str | None = None) -> None:
-        self.path = path
+    def __init__(self, location: str, url: str | None = None) -> None:
+        self.location = location
+        self.path = Path(location)
         self.url = url
 
     @property
     def where(self) -> str:
         """The store as the command's messages name it."""
-        return self.url or str(self.path)
+        return self.url or self.location
 
     def open(self, create: bool = False) -> JobStore | JobClient:
         if self.url is not None:
             return remote(self.url)
         # The store itself refuses a directory of other files (the default ./jobstore may be a source tree).
+        if self.location.startswith(DATABASE_SCHEMES):
+            return JobStore(self.location)  # made on first use, as the database's tables are
         if not create and not (self.path / ".jobstore").is_dir():
             raise click.ClickException(f"no job store at {self.path} (give --store PATH or set JOBSTORE_PATH)")
         return JobStore(self.path)
@@ -143,8 +146,8 @@ def ended(job: Mapping[str, Any]) -> str:
     envvar="JOBSTORE_PATH",
     default="jobstore",
     show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The store's directory; JOBSTORE_PATH when not given.",
+    metavar="PATH",
+    help="The store's directory (or postgresql://user@host/db#name for a store in a database); JOBSTORE_PATH when not given.",
 )
 @click.option(
     "--url",
@@ -155,7 +158,7 @@ def ended(job: Mapping[str, Any]) -> str:
 )
 @click.version_option(__version__, "-V", "--version", prog_name="jobstore")
 @click.pass_context
-def cli(context: click.Context, path: Path, url: str | None) -> None:
+def cli(context: click.Context, path: str, url: str | None) -> None:
     """Inspect and steer a jobstore store: its jobs are plain JSON files in one directory."""
     context.obj = Opener(path, url)
 
@@ -411,7 +414,7 @@ def schema(context: click.Context, new: BinaryIO | None) -> None:
     JobSchema(document)  # a schema refused here leaves no new store behind
     jobs = context.obj.local("schema --set", create=True)
     jobs.change_schema(document)
-    click.echo(f"recorded the schema of {new.name} for {jobs.path}")
+    click.echo(f"recorded the schema of {new.name} for {jobs.location}")
 
 
 @cli.command()
@@ -454,7 +457,7 @@ def serve(context: click.Context, host: str, port: int, token_file: TextIO | Non
     jobs = context.obj.local("serve", create=True)
 
     def ready(url: str) -> None:
-        click.echo(f"serving {jobs.path} at {url}{'' if token else ' (no token: writes are open to this machine)'}", err=False)
+        click.echo(f"serving {jobs.location} at {url}{'' if token else ' (no token: writes are open to this machine)'}", err=False)
 
     run(jobs, host=host, port=port, token=token, public_read=public_read, insecure=insecure, max_body=max_body, ready=ready)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Protocol
 
 from .._status import JobStatus
-from .._watch import POLL_INTERVAL, ChangeWaiter
+from .._watch import POLL_INTERVAL
 
 Document = dict[str, Any]
 
@@ -54,6 +55,13 @@ class Batch:
         return bool(self.puts or self.deletes)
 
 
+class Conflict(Exception):
+    """A job changed under a session since it read it (only engines that let sessions run side by side raise this).
+
+    The store runs the operation again on the store as it is now; no caller ever sees it.
+    """
+
+
 @dataclass(frozen=True)
 class StoreProblem:
     """One thing wrong in a store, as :meth:`JobStore.check` reports it."""
@@ -91,11 +99,28 @@ class Session(Protocol):
     def apply(self, batch: Batch) -> None:
         """Write every change of the batch atomically: after a crash, all of it or none of it is seen."""
 
+    def recorded_schema(self) -> Mapping[str, Any] | None:
+        """Return the job schema the store records, as this session sees it; None when it records none."""
+
     def record_schema(self, schema: Mapping[str, Any]) -> None:
         """Record the store's job schema, durably and at once, replacing any recorded before."""
 
     def schema_token(self) -> Hashable:
         """Return a value that changes whenever the recorded schema does, cheaply (looked at every session)."""
+
+
+class Waiter(Protocol):
+    """Sleeps until the store may have changed (spurious wake-ups happen: the caller looks, then decides)."""
+
+    def wait(self, timeout: float) -> None:
+        """Return once the store may have changed, or after ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """Let go of what the waiter watches with."""
+
+    def __enter__(self) -> Waiter: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None: ...
 
 
 class Engine(Protocol):
@@ -119,7 +144,7 @@ class Engine(Protocol):
     def close(self) -> None:
         """Finish what the engine left to do later (a flush, say); the engine stays usable."""
 
-    def waiter(self, interval: float = POLL_INTERVAL) -> ChangeWaiter:
+    def waiter(self, interval: float = POLL_INTERVAL) -> Waiter:
         """Return a waiter that sleeps until the store may have changed (the caller closes it).
 
         :param interval: seconds between looks, where the engine cannot be told of a change

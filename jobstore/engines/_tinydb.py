@@ -384,6 +384,9 @@ class TinyDBSession:
     def apply(self, batch: Batch) -> None:
         self._engine.commit(batch)
 
+    def recorded_schema(self) -> dict[str, Any] | None:
+        return self._engine.recorded_schema()
+
     def record_schema(self, schema: Mapping[str, Any]) -> None:
         engine = self._engine
         folder = engine._meta_folder()
