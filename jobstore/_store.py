@@ -200,13 +200,15 @@ class JobStore:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
 
-    def _transact(self, operation: Callable[[Session, Batch], T], *, follow_schema: bool = True) -> T:
+    def _transact(self, operation: Callable[[Session, Batch], T], *, follow_schema: bool = True, stamp: bool = True) -> T:
         """Run one operation: lock, read, stage changes, validate them, write them, return a copy.
 
         Every public method goes through here, so no write escapes the lock or the schema, and no
         caller gets a reference into the engine's documents.
 
         :param follow_schema: first take up the schema the store records, if it changed since last read
+        :param stamp: record the change in each document written (``updatedAt``, ``history``); False
+            writes documents as they are (a copy from another store)
         """
         for attempt in range(_MOST_ATTEMPTS):
             try:
@@ -217,9 +219,10 @@ class JobStore:
                     batch = Batch()
                     result = operation(session, batch)
                     if batch:
-                        stamp = timestamp(utc_now())
+                        now = timestamp(utc_now())
                         for document in batch.documents():
-                            lifecycle.record_change(document, stamp)
+                            if stamp:
+                                lifecycle.record_change(document, now)
                             self._check(document)
                         session.apply(batch)
                     return copy_json(result)
@@ -289,6 +292,31 @@ class JobStore:
             self._schema_token = session.schema_token()
 
         self._transact(change, follow_schema=False)  # a damaged recorded schema is what this replaces
+
+    def copy_from(self, source: JobStore) -> int:
+        """Copy every job of another store into this one, which must hold none: in one write, each document checked, all or none.
+
+        Jobs keep their ids, states, order and every field; the schema the source records comes
+        along. This is how a store moves between engines (``jobstore migrate``).
+
+        :returns: how many jobs were copied
+        :raises InvalidArgumentError: when this store holds jobs already
+        :raises InvalidJobError: naming a job that fails this store's schema; nothing is written
+        :raises SchemaConflictError: when both stores record schemas, and they differ
+        """
+        recorded = source.job_schema().document if source._engine.recorded_schema() is not None else None
+        jobs = source.get_jobs()
+
+        def copy(session: Session, batch: Batch) -> int:
+            if any(session.jobs(state) for state in STATES):
+                raise InvalidArgumentError("target", self.location, "an empty store (it holds jobs already)")
+            if recorded is not None:
+                self._adopt_schema(session, JobSchema(recorded))
+            for job in jobs:
+                batch.put(JobStatus(job["status"]), job, new=True)
+            return len(jobs)
+
+        return self._transact(copy, stamp=False)
 
     def _check(self, document: Document) -> None:
         try:

@@ -7,6 +7,7 @@ them, so a script catches the same errors whether its store is local or behind t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -73,7 +74,7 @@ def _plain(value: Any) -> Any:
     """A value as JSON can carry it: tuples as lists, anything else not JSON as its repr."""
     if isinstance(value, (tuple, list)):
         return [_plain(item) for item in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or isinstance(value, (str, int, bool)) or (isinstance(value, float) and math.isfinite(value)):
         return value
     return repr(value)
 
@@ -88,7 +89,7 @@ def error_body(error: JobStoreError) -> dict[str, Any]:
     """Return the JSON object the service answers with for ``error``."""
     kind = next((kind for kind in type(error).__mro__ if kind in _ATTRIBUTES), None)
     names = _ATTRIBUTES.get(kind, ()) if kind is not None else ()
-    body: dict[str, Any] = {"error": type(error).__name__ if kind is not None else "JobStoreError", "detail": str(error)}
+    body: dict[str, Any] = {"error": type(error).__name__, "detail": str(error)}
     # Beside the message, not among its keys: some errors carry a "detail" attribute of their own.
     body["attributes"] = {_camel(name): _plain(getattr(error, name, None)) for name in names}
     if isinstance(error, InvalidJobError):

@@ -19,7 +19,8 @@ from urllib.parse import quote
 import httpx
 
 from .engines._base import StoreProblem
-from ._errors import JobNotFoundError, NotAuthorizedError, ServiceUnavailableError, WaitTimeout
+from ._errors import InvalidArgumentError, JobNotFoundError, NotAuthorizedError, ServiceUnavailableError, WaitTimeout
+from ._lifecycle import entered
 from ._schema import JobSchema
 from ._status import STATES, JobStatus
 from ._store import job_id_of, seconds
@@ -82,7 +83,7 @@ class JobClient:
                 params=_given(params or {}),
                 timeout=self._timeout + wait,
             )
-        except httpx.ConnectError as error:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # nothing was sent
             raise ServiceUnavailableError(self.url, f"cannot be reached ({error})") from None
         except httpx.HTTPError as error:
             raise ServiceUnavailableError(self.url, f"did not answer {method} {path} ({error})", unchanged=not write) from None
@@ -92,18 +93,26 @@ class JobClient:
             problem = answer.json()
         except ValueError:
             problem = None
-        if not isinstance(problem, dict) or "error" not in problem:
+        if not isinstance(problem, dict) or "error" not in problem or answer.status_code >= 500 and problem["error"] == "InternalError":
             raise ServiceUnavailableError(self.url, f"answered {method} {path} with {answer.status_code} {answer.reason_phrase}", unchanged=not write)
         if problem["error"] == "NotAuthorizedError":
             raise NotAuthorizedError(f"{method} {path}", str(problem.get("detail")))
         raise rebuilt(problem)
 
     def _json(self, method: str, path: str, **options: Any) -> Any:
-        return self._call(method, path, **options).json()
+        answer = self._call(method, path, **options)
+        try:
+            return answer.json()
+        except ValueError:
+            raise ServiceUnavailableError(self.url, f"answered {method} {path} with what is not JSON", unchanged=method == "GET") from None
 
     @staticmethod
     def _path(job_id: object, *rest: str) -> str:
-        return "/".join(["/jobs", quote(job_id_of(job_id), safe=""), *rest])
+        name = job_id_of(job_id)
+        if "/" in name or name in (".", ".."):
+            # A URL would name another resource (a slash ends the id, even encoded as %2F).
+            raise InvalidArgumentError("jobId", name, "an id the job service can name in a URL: no '/', not '.' or '..'")
+        return "/".join(["/jobs", quote(name, safe=""), *rest])
 
     # Creating and changing jobs, as JobStore names them
 
@@ -244,14 +253,18 @@ class JobClient:
         """Return the jobs in ``state`` (every job, with none), state by state, each state's oldest first."""
         states = STATES if state is None else (JobStatus.parse(state),)
         jobs: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         for each in states:
             cursor = None
             while True:
                 page = self._json("GET", "/jobs", params={"state": each.value, "order": "oldest", "limit": _PAGE, "cursor": cursor})
-                jobs += page["jobs"]
+                found += page["jobs"]
                 cursor = page["next"]
                 if cursor is None:
                     break
+            # In the order they entered the state, as a local store lists them (the list is by creation).
+            jobs += sorted(found, key=lambda job: str(entered(job) or ""))
+            found = []
         return jobs
 
     def get_idle_jobs(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from jobstore import JobStore
+from jobstore import InvalidJobError, JobStore
 from jobstore.api import job
 
 from conftest import SCRIPT
@@ -75,3 +75,71 @@ def test_a_file_store_never_loads_psycopg(tmp_path):
 def test_a_bad_store_name_is_refused(postgres_url):
     with pytest.raises(ValueError, match="name must be a store name"):
         JobStore(f"{postgres_url}#Bad-Name")
+
+
+def test_migrate_copies_a_file_store_into_a_database_and_back(tmp_path, url):
+    files = JobStore(tmp_path / "files")
+    made = files.create_jobs([{"name": str(n)} for n in range(5)])
+    files.claim_job("w")
+    files.set_job_progress(made[0]["id"], 1, 2)
+    files.claim_job("w")
+    files.fail_job(made[1]["id"], "broke")
+    files.set_job("kept", {"name": "by hand"}, "idle")
+    before = files.get_jobs()
+    done = subprocess.run([str(SCRIPT), "migrate", "--from", str(tmp_path / "files"), "--to", url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"copied 6 jobs from {tmp_path / 'files'} to {url}"
+    assert JobStore(url).get_jobs() == before  # every field, every state, the same order
+    back = subprocess.run([str(SCRIPT), "migrate", "--from", url, "--to", str(tmp_path / "again")], capture_output=True, text=True, timeout=60)
+    assert back.returncode == 0, back.stderr
+    assert JobStore(tmp_path / "again").get_jobs() == before
+
+
+def test_migrate_into_a_store_holding_jobs_changes_nothing(tmp_path, url):
+    JobStore(tmp_path / "files").create_job("a")
+    target = JobStore(url)
+    target.create_job("already here")
+    done = subprocess.run([str(SCRIPT), "migrate", "--from", str(tmp_path / "files"), "--to", url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "an empty store (it holds jobs already)" in done.stderr
+    assert [job["name"] for job in target.get_jobs()] == ["already here"]
+
+
+def test_migrate_is_all_or_nothing_when_a_document_fails_the_check(tmp_path, url):
+    files = JobStore(tmp_path / "files")
+    files.create_jobs([{"name": "good"}, {"name": "bad"}])
+    files.flush()
+    path = tmp_path / "files" / "pending.json"
+    path.write_text(path.read_text().replace('"name": "bad"', '"name": 7'))
+    with pytest.raises(InvalidJobError, match="field .name."):
+        JobStore(url).copy_from(JobStore(tmp_path / "files"))
+    assert JobStore(url).get_jobs() == []
+
+
+def terminate_others(postgres_url: str) -> int:
+    """End every other connection to the database, as a server restart or a network cut would."""
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        return len(db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchall())
+
+
+def test_connections_lost_while_idle_are_replaced(url, postgres_url):
+    store = JobStore(url)
+    made = store.create_job("a")
+    assert terminate_others(postgres_url) >= 1
+    assert store.find_job(made["id"])[1] == "pending"
+    assert store.claim_job("w")["id"] == made["id"]
+
+
+def test_a_connection_lost_mid_write_changes_nothing_and_says_so(url, postgres_url):
+    from jobstore import StoreWriteError
+
+    store = JobStore(url)
+    made = store.create_job("a")
+
+    def cut(session, batch):
+        batch.put(store.find_job(made["id"])[1], {**session.find(made["id"])[1], "name": "changed"})
+        terminate_others(postgres_url)  # this session's own connection goes too
+        session.apply(batch)
+
+    with pytest.raises(StoreWriteError, match="nothing was changed"):
+        store._transact(cut)
+    assert store.find_job(made["id"])[0]["name"] == "a"

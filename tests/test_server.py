@@ -323,3 +323,45 @@ def test_a_body_nested_past_reason_is_400_not_a_failure(service):
 def test_a_job_nested_deep_within_the_limit_is_400(service):
     answer = httpx.post(service.url + "/jobs", content=b'{"request": ' + b"[" * 900 + b"]" * 900 + b"}", headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "words"),
+    [
+        ("get", "/jobs?limit=%C2%B2", None, "limit must be"),
+        ("get", "/jobs?limit=" + "9" * 5000, None, "limit must be"),
+        ("get", "/jobs?cursor=" + "WwWw" * 2000, None, "cursor must be"),
+        ("post", "/claims", b'{"wait": NaN}', "NaN is not a JSON value"),
+        ("post", "/claims", b'{"lease": Infinity}', "Infinity is not a JSON value"),
+    ],
+)
+def test_odd_values_are_400_never_a_failure(service, method, path, body, words):
+    answer = httpx.request(method, service.url + path, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert words in answer.json()["detail"]
+
+
+def test_a_claim_whose_client_went_away_takes_no_job(service, store):
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(service.url + "/claims", json={"worker": "ghost", "wait": 20}, timeout=1)
+    time.sleep(0.5)
+    made = store.create_job("late")
+    time.sleep(2.5)  # the abandoned claim looks at least once a second
+    job, state = store.find_job(made["id"])
+    assert state == "pending" and job.get("worker") != "ghost", job
+
+
+def test_a_listing_that_failed_is_not_kept(service, store, root):
+    # A lock held past the service's wait fails a look; once it is let go, the next look succeeds.
+    store.create_job("a")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from jobstore import JobStore; s = JobStore(sys.argv[1]); e = s._engine\nwith e._opened(), e._lock.held():\n    print('held', flush=True); time.sleep(12)", str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        store_changed = httpx.get(service.url + "/jobs", timeout=30)
+        assert store_changed.status_code == 503 and store_changed.json()["error"] == "StoreLockTimeout"
+    finally:
+        holder.wait(timeout=30)
+    assert httpx.get(service.url + "/jobs", timeout=30).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import httpx
@@ -94,3 +95,33 @@ def test_a_page_of_the_service_itself_may_write(service):
     host = service.url.removeprefix("http://")
     answer = httpx.post(service.url + "/jobs", json={"name": "x"}, headers={"Origin": service.url, "Sec-Fetch-Site": "same-origin", "Host": host})
     assert answer.status_code == 201
+
+
+def test_a_page_reaching_the_service_through_another_name_is_refused(service, store):
+    # DNS rebinding: a site points its own name at 127.0.0.1, and its page sends that name.
+    headers = {"Host": "evil.example:8765", "Origin": "http://evil.example:8765", "Sec-Fetch-Site": "same-origin"}
+    for method, path in (("post", "/jobs"), ("get", "/jobs")):
+        answer = httpx.request(method, service.url + path, headers=headers, json={"name": "x"})
+        assert answer.status_code == 403 and "not one this service answers to" in answer.json()["detail"]
+    assert store.get_jobs() == []
+    assert httpx.get(service.url.replace("127.0.0.1", "localhost") + "/stats").status_code == 200
+
+
+def test_allow_host_names_another_name_the_service_answers_to(root):
+    running = Service(root, "--allow-host", "jobs.internal")
+    try:
+        assert httpx.get(running.url + "/stats", headers={"Host": "jobs.internal:80"}).status_code == 200
+        assert httpx.get(running.url + "/stats", headers={"Host": "other.internal"}).status_code == 403
+    finally:
+        running.stop()
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_any_route_reads_it(service):
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"DELETE /jobs/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n\r\n" + b"x" * 1000)
+        answer = b""
+        while chunk := connection.recv(65536):  # the service closes the connection after answering
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert head.startswith("http/1.1 413") and "connection: close" in head

@@ -440,14 +440,28 @@ def watch(context: click.Context, interval: float) -> None:
 
 
 @cli.command()
+@click.option("--from", "source", required=True, metavar="STORE", help="The store to copy: a directory or a postgresql:// URL.")
+@click.option("--to", "target", required=True, metavar="STORE", help="The store to copy into, holding no job (made if needed).")
+def migrate(source: str, target: str) -> None:
+    """Copy every job of one store into another, between directories and databases: all or nothing, each document checked."""
+    if not source.startswith(DATABASE_SCHEMES) and not (Path(source) / ".jobstore").is_dir():
+        raise click.ClickException(f"no job store at {source}")
+    copied = JobStore(target).copy_from(JobStore(source))
+    click.echo(f"copied {copied} job{'s' if copied != 1 else ''} from {source} to {target}")
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on; any but a loopback one needs a token (or --insecure).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="The port; 0 takes a free one.")
 @click.option("--token-file", type=click.File("r"), help="A file holding the bearer token writes (and reads) need; JOBSTORE_TOKEN when not given.")
 @click.option("--public-read", is_flag=True, help="Reads need no token.")
 @click.option("--insecure", is_flag=True, help="Listen beyond this machine without a token.")
 @click.option("--max-body", type=click.IntRange(min=1), default=1 << 20, show_default=True, metavar="BYTES", help="The largest request body taken.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME", help="Another name the service answers to in the Host header (repeatable).")
 @click.pass_context
-def serve(context: click.Context, host: str, port: int, token_file: TextIO | None, public_read: bool, insecure: bool, max_body: int) -> None:
+def serve(
+    context: click.Context, host: str, port: int, token_file: TextIO | None, public_read: bool, insecure: bool, max_body: int, allow_hosts: tuple[str, ...]
+) -> None:
     """Serve the store over HTTP (the job service) until Ctrl-C; makes the store if needed."""
     try:
         from ..server import serve as run
@@ -459,7 +473,7 @@ def serve(context: click.Context, host: str, port: int, token_file: TextIO | Non
     def ready(url: str) -> None:
         click.echo(f"serving {jobs.location} at {url}{'' if token else ' (no token: writes are open to this machine)'}", err=False)
 
-    run(jobs, host=host, port=port, token=token, public_read=public_read, insecure=insecure, max_body=max_body, ready=ready)
+    run(jobs, host=host, port=port, token=token, public_read=public_read, insecure=insecure, max_body=max_body, allow_hosts=allow_hosts, ready=ready)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

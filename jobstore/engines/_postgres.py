@@ -15,6 +15,7 @@ and its pool).
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -222,7 +223,8 @@ class PostgresEngine:
         self.channel = f"jobstore_{name}"
         self.sequence = f'"{name}".changes'
         self.lock_timeout = lock_timeout
-        self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True, kwargs={"autocommit": False})
+        # Checked as each is taken: one the server closed meanwhile is replaced, not handed out.
+        self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True, kwargs={"autocommit": False}, check=ConnectionPool.check_connection)
         self._create()
 
     def __repr__(self) -> str:
@@ -257,15 +259,21 @@ class PostgresEngine:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of the pool in a transaction: committed when the block ends, rolled back on an error."""
+        outcome = "the transaction was rolled back: nothing was changed"
         try:
             with self._pool.connection() as db:
                 if self.lock_timeout >= 0:
                     db.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
                 yield db
+                # Committed here, not by the pool, so that a connection lost at this moment is told
+                # apart: the server may have committed before the answer was lost.
+                outcome = "the connection was lost as the write was committed: it may or may not have been made"
+                db.commit()
         except psycopg.errors.LockNotAvailable:
             raise StoreLockTimeout(f"{self.name} (a job another session holds)", self.lock_timeout) from None
         except psycopg.OperationalError as error:
-            raise StoreWriteError(self.name, OSError(0, str(error).strip()), "the transaction was rolled back: nothing was changed") from None
+            # The pool drops a broken connection; the next operation gets a new one.
+            raise StoreWriteError(self.name, OSError(errno.ECONNRESET, str(error).strip().splitlines()[0]), outcome) from None
 
     @contextmanager
     def session(self) -> Iterator[PostgresSession]:

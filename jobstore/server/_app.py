@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import math
+import re
 from importlib import resources
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from .._version import __version__
 from .._wire import error_body
 from .._wire import status_of as wire_status
 from ._changes import Changes
-from ._guard import Guard
+from ._guard import LOOPBACK_NAMES, Guard
 from ._openapi import openapi_document
 from ._dashboard import activity, job_list, overview
 from ._layout import CONTENT_POLICY
@@ -104,7 +105,7 @@ class Service:
         if not data.strip():
             return None
         try:
-            return json.loads(data)
+            return json.loads(data, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested past what a job holds
             raise InvalidArgumentError("body", data[:80].decode("utf-8", "replace"), f"JSON ({error})") from None
 
@@ -143,6 +144,11 @@ def retry_failed(store: JobStore, name: str) -> list[str]:
             except (JobStateError, JobNotFoundError):
                 pass  # retried or removed by someone else meanwhile
     return retried
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and the infinities are not JSON, though Python's parser takes them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _job_id(request: Request) -> str:
@@ -207,6 +213,7 @@ def create_app(
     token: str | None = None,
     public_read: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
+    hosts: frozenset[str] | None = LOOPBACK_NAMES,
 ) -> Guard:
     """Return the job service for a store, as an ASGI application.
 
@@ -214,6 +221,7 @@ def create_app(
     :param token: the bearer token writes need (and reads, unless ``public_read``); None asks none
     :param public_read: reads need no token
     :param max_body: the most bytes a request body may have (413 past it, unread)
+    :param hosts: the names the service answers to in the Host header; None: any
     """
     service = Service(store, max_body=max_body)
     run, write, arguments = service.run, service.write, service.arguments
@@ -223,7 +231,7 @@ def create_app(
         # The page's filter form sends an empty value for "any".
         query = {key: value for key, value in request.query_params.items() if value != "" or not html}
         limit_text = query.get("limit", str(DEFAULT_LIMIT))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MOST_LIMIT:
+        if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MOST_LIMIT:
             raise InvalidArgumentError("limit", limit_text, f"a whole number from 1 to {MOST_LIMIT}")
         listing = await service.changes.listing()
         page = listing.page(
@@ -297,9 +305,18 @@ def create_app(
             raise InvalidArgumentError("wait", patience, f"at most {LONGEST_WAIT:g} seconds")
         deadline = asyncio.get_running_loop().time() + patience
         while True:
-            claimed = await write(store.claim_job, given.get("worker"), given.get("lease"))
+            if await request.is_disconnected():
+                return Response(status_code=204)  # no one to hand a job to: claim none
+            # Through run, not write: a look that finds nothing changes nothing the listing shows
+            # (a lease it recovers is a write the watcher sees).
+            claimed = await run(store.claim_job, given.get("worker"), given.get("lease"))
             left = deadline - asyncio.get_running_loop().time()
             if claimed is not None:
+                service.changes.stale()
+                if await request.is_disconnected():
+                    # The claimer went away while its job was taken: back to the queue at once.
+                    await write(store.release_job, claimed["id"], "the claimer went away before it got the job")
+                    return Response(status_code=204)
                 return _json(claimed)
             if left <= 0:
                 return Response(status_code=204)
@@ -429,7 +446,7 @@ def create_app(
         exception_handlers={JobStoreError: library_error, HTTPException: http_error, Exception: unexpected},
         lifespan=lifespan,
     )
-    guarded = Guard(app, token=token, public_read=public_read)
+    guarded = Guard(app, token=token, public_read=public_read, hosts=hosts, max_body=max_body)
     guarded.service = service
     return guarded
 

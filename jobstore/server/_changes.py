@@ -127,7 +127,12 @@ class Changes:
             future = asyncio.ensure_future(to_thread.run_sync(lambda: Listing(self.store.get_jobs())))
             self._loading = (key, future)
         loading = self._loading
-        listing = await asyncio.shield(loading[1])
+        try:
+            listing = await asyncio.shield(loading[1])
+        except Exception:
+            if self._loading is loading:
+                self._loading = None  # a look that failed (a lock held too long) is not kept: the next call looks again
+            raise
         if self._loading is loading:
             self._listing, self._loading = (key, listing), None
         return listing

@@ -157,7 +157,7 @@ def job_list(page: Mapping[str, Any], query: Mapping[str, str]) -> str:
     )
     following = ""
     if page.get("next"):
-        kept = {key: value for key, value in query.items() if key in ("state", "name", "user", "order") and value}
+        kept = {key: value for key, value in query.items() if key in ("state", "name", "user", "order", "limit") and value}
         following = f'<p><a rel="next" href="/jobs?{escape(urlencode({"f": "html", **kept, "cursor": page["next"]}))}">next page</a></p>'
     retry_named = (
         '<h2>Retry every failed job of one name</h2>'

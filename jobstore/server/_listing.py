@@ -36,7 +36,7 @@ def place_of(cursor: str) -> Key:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key):
             return key[0], key[1]
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         pass
     raise InvalidArgumentError("cursor", cursor, "a cursor from an earlier page's next")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 
 import uvicorn
@@ -12,6 +12,7 @@ import uvicorn
 from .._errors import InvalidArgumentError
 from .._store import JobStore
 from ._app import DEFAULT_MAX_BODY, create_app
+from ._guard import LOOPBACK_NAMES
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +46,7 @@ def serve(
     public_read: bool = False,
     insecure: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
+    allow_hosts: Iterable[str] = (),
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the store over HTTP until interrupted.
@@ -53,6 +55,9 @@ def serve(
     :param port: the port; 0 takes a free one (``ready`` is told which)
     :param token: the bearer token writes need (reads too, unless ``public_read``)
     :param insecure: listen beyond this machine without a token
+    :param allow_hosts: more names the service answers to in the Host header (on a loopback
+        address it answers to localhost, 127.0.0.1 and ::1 alone, so that no page of another site
+        reaches it through a name of its own; elsewhere to any, unless names are given)
     :param ready: called with the service's URL once it listens
     :raises InvalidArgumentError: for a non-loopback host without a token or ``insecure``, or an empty token
     """
@@ -60,7 +65,9 @@ def serve(
         raise InvalidArgumentError("token", token, "a non-empty token")
     if not is_loopback(host) and token is None and not insecure:
         raise InvalidArgumentError("host", host, "a loopback address unless a token is given (or --insecure)")
-    app = create_app(store, token=token, public_read=public_read, max_body=max_body)
+    named = frozenset(name.lower() for name in allow_hosts)
+    hosts = (LOOPBACK_NAMES | named) if is_loopback(host) else (named or None)
+    app = create_app(store, token=token, public_read=public_read, max_body=max_body, hosts=hosts)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # Named TCP, so that asyncio sets TCP_NODELAY on each connection: without it every request
     # after the first on a kept-alive connection waits out the client's delayed acknowledgement.
