@@ -369,7 +369,7 @@ def test_release_job_hands_a_running_job_back_to_pending(api):
         (lambda api: api.purgeJobs("finished", keepLast=-1), r"^keepLast must be an int of at least 0, not -1$", "keepLast"),
         (lambda api: api.purgeJobs("finished", None, "keep_last"), r"^keepLast must be an int of at least 0, not 'keep_last'$", "keepLast"),
         (lambda api: api.claimJob(lease=0), r"^lease must be a positive number of seconds, not 0$", "lease"),
-        (lambda api: api.useStore(""), r"^pathOrStore must be a directory path, not ''$", "pathOrStore"),
+        (lambda api: api.useStore(""), r"^pathOrStore must be a directory path or a postgresql:// URL, not ''$", "pathOrStore"),
     ],
 )
 def test_argument_errors_name_the_camel_case_arguments(api, call, pattern, argument):
