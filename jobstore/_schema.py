@@ -14,6 +14,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
 from ._errors import InvalidArgumentError, InvalidJobError
+from ._lifecycle import parse_time
 from ._status import STATES
 
 _SCHEMA_RESOURCE = "schemas/job.schema.json"
@@ -116,6 +117,14 @@ class JobSchema:
         self._defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
         self._plain_defaults = all(isinstance(value, _REMEMBERED_TYPES) for value in self._defaults.values())
         self._by_field = _by_field(document, self._validator) if validator_class in _FIELD_BY_FIELD_DIALECTS else None
+        # "format" is an annotation to jsonschema unless asked; the times the store reads back are checked here.
+        self._times = tuple(name for name, spec in properties.items() if isinstance(spec, Mapping) and spec.get("format") == "date-time")
+        history = properties.get("history")
+        items = history.get("items") if isinstance(history, Mapping) else None
+        parts = items.get("properties") if isinstance(items, Mapping) else None
+        self._history_times = tuple(
+            name for name, spec in (parts.items() if isinstance(parts, Mapping) else ()) if isinstance(spec, Mapping) and spec.get("format") == "date-time"
+        )
 
     def defaults(self) -> dict[str, Any]:
         """Return the default value of every field that has one (what a new job starts from)."""
@@ -131,8 +140,29 @@ class JobSchema:
         :raises InvalidJobError: naming the job id and every field at fault
         """
         if self._by_field is not None and self._by_field.passes(document):
+            times = self._time_problems(document)
+            if times:
+                raise InvalidJobError(document.get("id"), times)
             return
         self._check(document)
+
+    def _time_problems(self, document: Any) -> list[tuple[str | None, str]]:
+        """The date-time fields (and history entries) holding what is not a date-time."""
+        if not isinstance(document, Mapping):
+            return []
+        found: list[tuple[str | None, str]] = []
+        for name in self._times:
+            value = document.get(name)
+            if isinstance(value, str) and parse_time(value) is None:
+                found.append((name, f"{value!r} is not a date-time (ISO 8601, such as 2026-01-31T12:00:00Z)"))
+        history = document.get("history")
+        if self._history_times and isinstance(history, list):
+            for number, entry in enumerate(history):
+                for name in self._history_times:
+                    value = entry.get(name) if isinstance(entry, Mapping) else None
+                    if isinstance(value, str) and parse_time(value) is None:
+                        found.append(("history", f"entry {number}: {name} {value!r} is not a date-time"))
+        return found
 
     def problems(self, document: Any) -> list[tuple[str | None, str]]:
         """Return what is wrong with a document as (field or None, message) pairs; empty when it is valid.
@@ -140,7 +170,7 @@ class JobSchema:
         Every field is checked, whatever passed before: this is for documents read, not written.
         """
         errors = sorted(self._validator.iter_errors(document), key=lambda error: list(error.path))
-        return [problem for error in errors for problem in self._problems(error, document)]
+        return [problem for error in errors for problem in self._problems(error, document)] + self._time_problems(document)
 
     def _check(self, document: Any) -> None:
         problems = self.problems(document)
@@ -211,6 +241,8 @@ def _plainest(spec: Any) -> Any:
     kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []
     if "null" in kinds:
         return None
+    if spec.get("format") == "date-time":
+        return "1970-01-01T00:00:00Z"  # the plainest time: an empty string is not one
     if kinds and kinds[0] == "object":
         parts = spec.get("properties")
         parts = parts if isinstance(parts, Mapping) else {}

@@ -457,3 +457,13 @@ def test_a_reference_is_resolved_once_not_at_each_check():
     history = schema._by_field._fields["history"]
     status = history._items._fields["status"]
     assert status.validator.schema == {**published_schema()["properties"]["status"]}  # inlined: no "$ref" left
+
+
+def test_a_time_that_is_not_a_date_time_is_refused_naming_the_field(store):
+    with pytest.raises(InvalidJobError, match="field 'leaseExpiresAt': 'tomorrow' is not a date-time"):
+        store.set_job("j", {"leaseExpiresAt": "tomorrow"}, "running")
+    with pytest.raises(InvalidJobError, match="field 'createdAt': 'yesterday' is not a date-time"):
+        store.create_jobs([{"name": "t", "createdAt": "yesterday"}])
+    assert store.get_jobs() == []
+    made = store.create_jobs([{"name": "t", "createdAt": "2026-01-31T12:00:00Z"}])[0]
+    assert made["createdAt"] == "2026-01-31T12:00:00Z"

@@ -365,3 +365,14 @@ def test_a_listing_that_failed_is_not_kept(service, store, root):
     finally:
         holder.wait(timeout=30)
     assert httpx.get(service.url + "/jobs", timeout=30).status_code == 200
+
+
+def test_a_wrong_method_says_which_the_path_takes(service):
+    answer = httpx.request("PATCH", service.url + "/jobs")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD, POST"
+
+
+@pytest.mark.parametrize("wait", [False, "", [], {}])
+def test_a_claim_wait_that_is_no_number_is_400(service, wait):
+    answer = httpx.post(service.url + "/claims", json={"wait": wait})
+    assert answer.status_code == 400 and "wait must be" in answer.json()["detail"]

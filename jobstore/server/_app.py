@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from .._errors import InvalidArgumentError, JobNotFoundError, JobStateError, JobStoreError
 from .._lifecycle import FINAL_STATES, parse_time, statistics, utc_now
@@ -300,7 +300,8 @@ def create_app(
 
     async def claim(request: Request) -> Response:
         given = await arguments(request, ("worker", "lease", "wait"))
-        patience = seconds("wait", given.get("wait") or 0.0)
+        wait = given.get("wait")
+        patience = 0.0 if wait is None else seconds("wait", wait)
         if patience > LONGEST_WAIT:
             raise InvalidArgumentError("wait", patience, f"at most {LONGEST_WAIT:g} seconds")
         deadline = asyncio.get_running_loop().time() + patience
@@ -396,7 +397,12 @@ def create_app(
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
-        return _json({"error": kind, "detail": str(error.detail)}, error.status_code)
+        answer = _json({"error": kind, "detail": str(error.detail)}, error.status_code)
+        if error.status_code == 405:
+            # Every route of the path, not only the first one matched, says which methods it takes.
+            allowed = sorted({method for route in routes if route.matches(request.scope)[0] != Match.NONE for method in route.methods or ()})
+            answer.headers["Allow"] = ", ".join(allowed)
+        return answer
 
     async def unexpected(request: Request, error: Exception) -> Response:
         # Never a traceback to a client: the service's own log has it.
