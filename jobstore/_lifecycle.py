@@ -46,6 +46,23 @@ def parse_time(text: object) -> datetime.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
+def age(moment: object, now: datetime.datetime | None = None) -> str:
+    """How long ago a timestamp jobstore wrote (or a time) was, in its largest unit: ``42s``, ``5m``, ``3h``, ``2d``; ``-`` for no time."""
+    then = moment if isinstance(moment, datetime.datetime) else parse_time(moment)
+    if then is None:
+        return "-"
+    return span(((now or utc_now()) - then).total_seconds())
+
+
+def span(seconds: float) -> str:
+    """A number of seconds in its largest unit, rounded down: ``42s``, ``5m``, ``3h``, ``2d``."""
+    seconds = max(seconds, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
 def record_change(document: Document, stamp: str) -> None:
     """Stamp a document about to be written: when it was written and, if its state changed, the change.
 

@@ -153,14 +153,14 @@ class JobSchema:
         found: list[tuple[str | None, str]] = []
         for name in self._times:
             value = document.get(name)
-            if isinstance(value, str) and parse_time(value) is None:
+            if isinstance(value, str) and not _is_time(value):
                 found.append((name, f"{value!r} is not a date-time (ISO 8601, such as 2026-01-31T12:00:00Z)"))
         history = document.get("history")
         if self._history_times and isinstance(history, list):
             for number, entry in enumerate(history):
                 for name in self._history_times:
                     value = entry.get(name) if isinstance(entry, Mapping) else None
-                    if isinstance(value, str) and parse_time(value) is None:
+                    if isinstance(value, str) and not _is_time(value):
                         found.append(("history", f"entry {number}: {name} {value!r} is not a date-time"))
         return found
 
@@ -210,6 +210,12 @@ class JobSchema:
             for name, spec in self._properties.items()
             if name not in hidden
         }
+
+
+@functools.lru_cache(maxsize=_MOST_REMEMBERED)
+def _is_time(text: str) -> bool:
+    """Whether the text is a date-time; remembered, since a job's history is checked again at each write."""
+    return parse_time(text) is not None
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.cells import cell_len
 
-from .._lifecycle import lease_lapsed, parse_time, utc_now
+from .._lifecycle import age, lease_lapsed, parse_time, span, utc_now
 from .._status import STATES, JobStatus
 
 _TIMES = ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt")
@@ -27,23 +27,6 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 12h, 7d or 2w")
     return float(match[1]) * _UNITS[match[2] or "s"]
-
-
-def age(moment: object, now: datetime.datetime | None = None) -> str:
-    """How long ago a timestamp jobstore wrote was, in its largest unit: ``42s``, ``5m``, ``3h``, ``2d``."""
-    then = parse_time(moment)
-    if then is None:
-        return "-"
-    return span(((now or utc_now()) - then).total_seconds())
-
-
-def span(seconds: float) -> str:
-    """A number of seconds in its largest unit, rounded down: ``42s``, ``5m``, ``3h``, ``2d``."""
-    seconds = max(seconds, 0)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 def progress(job: Mapping[str, Any]) -> str:

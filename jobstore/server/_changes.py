@@ -33,6 +33,11 @@ def event_of(job: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": job.get("id"), "status": job.get("status"), "progress": job.get("progress")}
 
 
+def _shown(jobs: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """What an event tells of each job, by id: a job whose pair changed gets an event."""
+    return {str(job["id"]): (job.get("status"), job.get("progress")) for job in jobs}
+
+
 class Changes:
     """Follows the store for the service's waiters and event streams.
 
@@ -187,7 +192,7 @@ class Changes:
         with suppress(Exception):  # a store that fails this look is looked at again at the next change
             jobs = (await self.listing()).jobs
             if self._seen is None:
-                self._seen = {str(job["id"]): (job.get("status"), job.get("progress")) for job in jobs}
+                self._seen = _shown(jobs)
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         """Close an event stream."""
@@ -210,7 +215,7 @@ class Changes:
 
     async def _publish(self) -> None:
         jobs = (await self.listing()).jobs
-        now = {str(job["id"]): (job.get("status"), job.get("progress")) for job in jobs}
+        now = _shown(jobs)
         seen, self._seen = self._seen, now
         if seen is None:
             return  # the first look: what a stream sees from here on is what changes

@@ -12,21 +12,13 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .._lifecycle import parse_time, statistics, utc_now
+from .._lifecycle import entered, parse_time, statistics, utc_now
 from .._status import STATES, JobStatus
 from ._layout import ago, layout
 from ._page import progress_bar
 
 #: The minutes the activity chart covers.
 MINUTES = 60
-
-
-def failed_at(job: Mapping[str, Any]) -> Any:
-    """When a job in error failed: its history's last entry, else when it was last written."""
-    history = job.get("history")
-    if isinstance(history, list) and history and isinstance(history[-1], Mapping):
-        return history[-1].get("at")
-    return job.get("updatedAt")
 
 
 def activity(jobs: Iterable[Mapping[str, Any]], now: datetime.datetime | None = None) -> dict[str, Any]:
@@ -38,7 +30,7 @@ def activity(jobs: Iterable[Mapping[str, Any]], now: datetime.datetime | None = 
         if status == JobStatus.FINISHED:
             kind, moment = "finished", parse_time(job.get("finishedAt"))
         elif status == JobStatus.ERROR:
-            kind, moment = "failed", parse_time(failed_at(job))
+            kind, moment = "failed", entered(job)
         else:
             continue
         if moment is None:
@@ -133,7 +125,7 @@ def job_list(page: Mapping[str, Any], query: Mapping[str, str]) -> str:
         status = str(job.get("status", ""))
         job_id = escape(str(job.get("id", "")))
         if status == JobStatus.ERROR:
-            detail = f'{escape(_last_line(job))} <span class="muted">failed {ago(failed_at(job), now)}</span>'
+            detail = f'{escape(_last_line(job))} <span class="muted">failed {ago(entered(job), now)}</span>'
         else:
             detail = progress_bar(job.get("progress")) if status == JobStatus.RUNNING else ""
         rows.append(

@@ -7,7 +7,7 @@ import json
 from html import escape
 from typing import Any
 
-from .._lifecycle import parse_time
+from .._lifecycle import age
 from .._version import __version__
 
 #: Where pages come from and may reach: this service alone (no inline script, nothing from elsewhere).
@@ -23,15 +23,9 @@ def text(value: Any) -> str:
 
 
 def ago(moment: Any, now: datetime.datetime) -> str:
-    """How long ago a time a job holds was, in its largest unit, as escaped text."""
-    then = parse_time(moment)
-    if then is None:
-        return "-"
-    seconds = max((now - then).total_seconds(), 0.0)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return f"{int(seconds)}s ago"
+    """How long ago a time a job holds was, in its largest unit (``5m ago``); ``-`` for no time. Plain text, nothing to escape."""
+    shown = age(moment, now)
+    return shown if shown == "-" else f"{shown} ago"
 
 
 def layout(title: str, body: str, *, live: str = "") -> str:
