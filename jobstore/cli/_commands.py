@@ -37,7 +37,7 @@ TOKEN_VARIABLE = "JOBSTORE_TOKEN"
 FAILED, NOTHING_TO_CLAIM, TIMED_OUT, INTERRUPTED = 1, 3, 4, 130
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # a line is never broken: a store URL stays whole
 
 
 class Opener:
@@ -381,7 +381,7 @@ def purge(context: click.Context, state: str, older_than: float | None, keep_las
 @cli.command()
 @click.pass_context
 def validate(context: click.Context) -> int:
-    """Check every file and document against the layout and the schema; exit 1 if anything is wrong."""
+    """Check the store (its files, or its tables) and every document against the layout and the schema; exit 1 if anything is wrong."""
     jobs = store(context)
     problems = jobs.check()
     for problem in problems:

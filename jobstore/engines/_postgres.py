@@ -1,7 +1,8 @@
 """The PostgreSQL engine: the same tables as the file engine, one per state, in a database schema of the store's name.
 
 Each state's table holds a row per job: its id, its document as ``jsonb``, the order it entered
-the table and a version counted up at each write; ``jobs`` holds every id once, with its state,
+the table and a version drawn afresh from one sequence at each write (never repeated, even for a
+job that left a table and came back); ``jobs`` holds every id once, with its state,
 so that no job is ever in two tables. A session is one transaction. Every write to a job holds
 its row in ``jobs`` (``FOR UPDATE``), so writes to one job are serialized while writes to others
 go on; a claim takes the oldest pending job whose row no one holds (``FOR UPDATE SKIP
@@ -17,14 +18,16 @@ from __future__ import annotations
 
 import errno
 import re
+import select
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -94,25 +97,28 @@ class PostgresSession:
 
     def first(self, state: JobStatus) -> Document | None:
         # The oldest job of the state no other transaction holds: claimers pass each other by.
+        # Both rows are locked, so what is read is their latest version: no second look needed.
         row = self._db.execute(
             self._q(
-                "SELECT t.id FROM {0}.{1} t JOIN {0}.jobs j ON j.id = t.id ORDER BY t.entered LIMIT 1 FOR UPDATE OF t, j SKIP LOCKED",
+                "SELECT t.id, t.doc, t.version FROM {0}.{1} t JOIN {0}.jobs j ON j.id = t.id "
+                "ORDER BY t.entered LIMIT 1 FOR UPDATE OF t, j SKIP LOCKED",
                 table_of(state),
             )
         ).fetchone()
         if row is None:
             return None
-        self._held.add(row[0])
-        return self._document(state, row[0])
+        job_id, document, version = row
+        self._held.add(job_id)
+        self._read[job_id] = (state, version)
+        return cast(Document, document)
 
     def apply(self, batch: Batch) -> None:
         for job_id, (state, document) in batch.puts.items():
             self._put(job_id, state, document, new=job_id in batch.new)
         for job_id in batch.deletes:
             self._delete(job_id)
-        # The change token waiters compare, and the wake-up of every listener.
-        self._db.execute("SELECT nextval(%s::regclass)", (self._engine.sequence,))
-        self._db.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(self._engine.channel)))
+        # The change token waiters compare, and the wake-up of every listener (sent at commit).
+        self._db.execute("SELECT nextval(%s::regclass), pg_notify(%s, '')", (self._engine.sequence, self._engine.channel))
 
     def _known(self, job_id: str) -> tuple[JobStatus, int] | None:
         """The state and version the job was read at, its row in jobs held; Conflict when it moved since."""
@@ -130,27 +136,41 @@ class PostgresSession:
         if known is None:
             if not new and self._hold(job_id) is not None:
                 raise Conflict(job_id)  # made meanwhile by another transaction: look again
-            inserted = self._db.execute(
-                self._q("INSERT INTO {}.jobs (id, state) VALUES (%s, %s) ON CONFLICT DO NOTHING"), (job_id, state.value)
-            )
-            if inserted.rowcount != 1:
+            # One statement, one round trip: the id is taken in jobs, and only then the row written.
+            written = self._db.execute(
+                self._q(
+                    "WITH taken AS (INSERT INTO {0}.jobs (id, state) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id) "
+                    "INSERT INTO {0}.{1} (id, doc) SELECT id, %s FROM taken RETURNING version",
+                    table_of(state),
+                ),
+                (job_id, state.value, Jsonb(document)),
+            ).fetchone()
+            if written is None:
                 raise Conflict(job_id)
             self._held.add(job_id)
         else:
             was, version = known
             if was is state:
-                updated = self._db.execute(
-                    self._q("UPDATE {}.{} SET doc = %s, version = version + 1 WHERE id = %s AND version = %s", table_of(state)),
+                written = self._db.execute(
+                    self._q("UPDATE {0}.{1} SET doc = %s, version = nextval('{0}.versions') WHERE id = %s AND version = %s RETURNING version", table_of(state)),
                     (Jsonb(document), job_id, version),
-                )
-                if updated.rowcount != 1:
-                    raise Conflict(job_id)
-                self._read[job_id] = (state, version + 1)
-                return
-            self._remove_row(job_id, was, version)
-            self._db.execute(self._q("UPDATE {}.jobs SET state = %s WHERE id = %s"), (state.value, job_id))
-        self._db.execute(self._q("INSERT INTO {}.{} (id, doc) VALUES (%s, %s)", table_of(state)), (job_id, Jsonb(document)))
-        self._read[job_id] = (state, 1)
+                ).fetchone()
+            else:
+                # The move in one statement: out of the old table (at the version read), the state
+                # noted in jobs, into the new table.
+                written = self._db.execute(
+                    self._q(
+                        "WITH gone AS (DELETE FROM {0}.{1} WHERE id = %s AND version = %s RETURNING id), "
+                        "noted AS (UPDATE {0}.jobs SET state = %s WHERE id IN (SELECT id FROM gone) RETURNING id) "
+                        "INSERT INTO {0}.{2} (id, doc) SELECT id, %s FROM noted RETURNING version",
+                        table_of(was),
+                        table_of(state),
+                    ),
+                    (job_id, version, state.value, Jsonb(document)),
+                ).fetchone()
+            if written is None:
+                raise Conflict(job_id)
+        self._read[job_id] = (state, written[0])
 
     def _remove_row(self, job_id: str, state: JobStatus, version: int) -> None:
         removed = self._db.execute(self._q("DELETE FROM {}.{} WHERE id = %s AND version = %s", table_of(state)), (job_id, version))
@@ -179,7 +199,15 @@ class PostgresSession:
         return self._engine.read_schema(self._db)
 
     def schema_token(self) -> Hashable:
-        row = self._db.execute(self._q("SELECT value FROM {}.meta WHERE key = 'schema_version'")).fetchone()
+        # The first statement of every operation: a connection found dead here was lost while it
+        # sat in the pool (the server ended it), before anything was asked of it. Nothing was
+        # done, so the operation runs again, on another connection.
+        try:
+            row = self._db.execute(self._q("SELECT value FROM {}.meta WHERE key = 'schema_version'")).fetchone()
+        except psycopg.OperationalError as error:
+            if self._db.broken:
+                raise Conflict("the connection was lost while idle") from error
+            raise
         return None if row is None else row[0]
 
 
@@ -206,6 +234,15 @@ class PostgresWaiter:
         self.close()
 
 
+def _ended(db: psycopg.Connection[Any]) -> bool:
+    """Whether the server has ended a pooled connection meanwhile, told without a round trip.
+
+    An idle connection has nothing to read; one the server ended (a restart,
+    ``pg_terminate_backend``) has its last message or the end of the stream waiting.
+    """
+    return db.broken or bool(select.select([db.fileno()], [], [], 0)[0])
+
+
 class PostgresEngine:
     """Jobs in PostgreSQL, one table per state in the schema ``name``, safe across hosts.
 
@@ -223,8 +260,18 @@ class PostgresEngine:
         self.channel = f"jobstore_{name}"
         self.sequence = f'"{name}".changes'
         self.lock_timeout = lock_timeout
-        # Checked as each is taken: one the server closed meanwhile is replaced, not handed out.
-        self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True, kwargs={"autocommit": False}, check=ConnectionPool.check_connection)
+        # The lock timeout goes with each connection, not with each transaction: no round trip for it.
+        options = str(conninfo_to_dict(dsn).get("options") or "")
+        if lock_timeout >= 0:
+            # 0 would mean no timeout to PostgreSQL; to us it means not waiting at all.
+            options += f" -c lock_timeout={max(int(lock_timeout * 1000), 1)}"
+        self._pool = ConnectionPool(
+            make_conninfo(dsn, options=options.strip()) if options else dsn,
+            min_size=1,
+            max_size=pool_size,
+            open=True,
+            kwargs={"autocommit": False},
+        )
         self._create()
 
     def __repr__(self) -> str:
@@ -237,6 +284,7 @@ class PostgresEngine:
             "CREATE SCHEMA IF NOT EXISTS {s}",
             "CREATE SEQUENCE IF NOT EXISTS {s}.changes",
             "CREATE SEQUENCE IF NOT EXISTS {s}.entered",
+            "CREATE SEQUENCE IF NOT EXISTS {s}.versions",
             "CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value jsonb NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {{s}}.jobs (id text PRIMARY KEY, state text NOT NULL CHECK (state IN ({states})))",
         ]
@@ -244,26 +292,57 @@ class PostgresEngine:
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {{s}}.{table_of(state)} ("
                 "id text PRIMARY KEY REFERENCES {s}.jobs (id) DEFERRABLE INITIALLY DEFERRED, "
-                "entered bigint NOT NULL DEFAULT nextval('{s}.entered'), version bigint NOT NULL DEFAULT 1, "
+                "entered bigint NOT NULL DEFAULT nextval('{s}.entered'), version bigint NOT NULL DEFAULT nextval('{s}.versions'), "
                 f"doc jsonb NOT NULL CHECK (doc->>'id' = id AND doc->>'status' = '{state.value}'))"
             )
             statements.append(f"CREATE INDEX IF NOT EXISTS {table_of(state)}_entered ON {{s}}.{table_of(state)} (entered)")
         statements.append("INSERT INTO {s}.meta (key, value) VALUES ('layout', %s), ('schema_version', '0') ON CONFLICT DO NOTHING")
         with self._connection() as db:
+            if self._made(db):
+                # No DDL on a store in use: even CREATE ... IF NOT EXISTS locks a table against writers.
+                return
             # Two processes making the same tables at once would collide: one makes them, the other waits.
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
+            if self._made(db):
+                return
             for statement in statements:
                 text = statement.replace("{s}", f'"{self.name}"')
                 db.execute(text.encode(), (Jsonb(LAYOUT_VERSION),) if "%s" in text else None)
+
+    def _made(self, db: psycopg.Connection[Any]) -> bool:
+        """Whether the store's tables are all there: its layout is recorded last, as they are made."""
+        if db.execute("SELECT to_regclass(%s)", (f'"{self.name}".meta',)).fetchone()[0] is None:  # type: ignore[index]
+            return False
+        row = db.execute(sql.SQL("SELECT value FROM {}.meta WHERE key = 'layout'").format(sql.Identifier(self.name))).fetchone()
+        return row is not None
+
+    @contextmanager
+    def _live(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool the server has not ended; given back (rolled back if need be) after the block.
+
+        Ended ones are closed, so that the pool replaces them; one ended in the instant after this
+        look fails its first statement, which the session's first read (the schema token) turns
+        into a run on another connection.
+        """
+        for _ in range(self._pool.max_size):
+            db = self._pool.getconn()
+            if not _ended(db):
+                break
+            db.close()
+            self._pool.putconn(db)
+        else:
+            db = self._pool.getconn()  # every one was ended: this one the pool has just made
+        try:
+            yield db
+        finally:
+            self._pool.putconn(db)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of the pool in a transaction: committed when the block ends, rolled back on an error."""
         outcome = "the transaction was rolled back: nothing was changed"
         try:
-            with self._pool.connection() as db:
-                if self.lock_timeout >= 0:
-                    db.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms")))
+            with self._live() as db:
                 yield db
                 # Committed here, not by the pool, so that a connection lost at this moment is told
                 # apart: the server may have committed before the answer was lost.
