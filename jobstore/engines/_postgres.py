@@ -3,12 +3,10 @@
 Each state's table holds a row per job: its id, its document as ``jsonb``, the order it entered
 the table and a version drawn afresh from one sequence at each write (never repeated, even for a
 job that left a table and came back); ``jobs`` holds every id once, with its state,
-so that no job is ever in two tables. A session is one transaction. Every write to a job holds
-its row in ``jobs`` (``FOR UPDATE``), so writes to one job are serialized while writes to others
-go on; a claim takes the oldest pending job whose row no one holds (``FOR UPDATE SKIP
-LOCKED``), so claiming workers never wait on each other. A job read without holding it (a
-listing, the sweep of expired leases) is written only if its version is still the one read; if
-not, the operation runs again on the store as it is now.
+so that no job is ever in two tables. A session is one transaction. Reads take no lock, and
+every write is made only at the version read: a job changed meanwhile fails it, and the
+operation runs again on the store as it is now. A claim takes the oldest pending job no other
+transaction holds (``FOR UPDATE SKIP LOCKED``), so claiming workers never wait on each other.
 
 Imported only when a ``postgresql://`` store is opened: it needs the ``postgres`` extra (psycopg 3
 and its pool).
@@ -46,48 +44,52 @@ def table_of(state: JobStatus) -> str:
     return f"jobs_{state.value}"
 
 
+#: A job looked for in every table at once (``{0}`` the store's schema).
+_FIND = " UNION ALL ".join(f"SELECT '{state.value}', doc, version FROM {{0}}.{table_of(state)} WHERE id = %(id)s" for state in STATES)
+
+
+class _Write:
+    """One job's write as one statement: data-modifying steps, the last named ``w`` returning the row's new version."""
+
+    def __init__(self, job_id: str, state: JobStatus | None, steps: list[str], tables: list[str], parameters: dict[str, Any]) -> None:
+        self.job_id = job_id
+        #: where the job is after the write; None when it is deleted
+        self.state = state
+        self.steps = steps
+        self.tables = tables
+        self.parameters = parameters
+
+
 class PostgresSession:
-    """One transaction on the store: reads note the version of each job read, writes check it."""
+    """One transaction on the store: reads note the version of each job read, and a write is made only at that version.
+
+    Reads take no lock (a claim's excepted): a job another transaction changed meanwhile fails
+    the version check of the write, and the operation runs again (:class:`Conflict`).
+    """
 
     def __init__(self, engine: PostgresEngine, connection: psycopg.Connection[Any]) -> None:
         self._engine = engine
         self._db = connection
         #: job id -> (state, version) of each job read, which a write checks is still so
         self._read: dict[str, tuple[JobStatus, int]] = {}
-        #: job ids whose row in jobs this transaction holds
-        self._held: set[str] = set()
 
     def _q(self, text: str, *tables: str) -> sql.Composed:
         return sql.SQL(text).format(sql.Identifier(self._engine.name), *(sql.Identifier(t) for t in tables))
-
-    def _hold(self, job_id: str) -> JobStatus | None:
-        """Hold the job's row in jobs for the rest of the transaction; return its state, None when it has none."""
-        if "\x00" in job_id:
-            return None  # no row can have such an id; the query could not even carry it
-        row = self._db.execute(self._q("SELECT state FROM {}.jobs WHERE id = %s FOR UPDATE"), (job_id,)).fetchone()
-        if row is None:
-            return None
-        self._held.add(job_id)
-        return JobStatus(row[0])
-
-    def _document(self, state: JobStatus, job_id: str) -> Document | None:
-        row = self._db.execute(self._q("SELECT doc, version FROM {}.{} WHERE id = %s", table_of(state)), (job_id,)).fetchone()
-        if row is None:
-            return None
-        self._read[job_id] = (state, row[1])
-        document: Document = row[0]
-        return document
 
     def get(self, state: JobStatus, job_id: str) -> Document | None:
         found = self.find(job_id)
         return found[1] if found is not None and found[0] is state else None
 
     def find(self, job_id: str) -> tuple[JobStatus, Document] | None:
-        state = self._hold(job_id)
-        if state is None:
+        if "\x00" in job_id:
+            return None  # no row can have such an id; the query could not even carry it
+        # Every table in one statement, so one snapshot: the job is seen in exactly one of them.
+        row = self._db.execute(self._q(_FIND), {"id": job_id}).fetchone()
+        if row is None:
             return None
-        document = self._document(state, job_id)
-        return None if document is None else (state, document)
+        state = JobStatus(row[0])
+        self._read[job_id] = (state, row[2])
+        return state, cast(Document, row[1])
 
     def jobs(self, state: JobStatus) -> list[Document]:
         rows = self._db.execute(self._q("SELECT doc, version FROM {}.{} ORDER BY entered", table_of(state))).fetchall()
@@ -97,96 +99,72 @@ class PostgresSession:
 
     def first(self, state: JobStatus) -> Document | None:
         # The oldest job of the state no other transaction holds: claimers pass each other by.
-        # Both rows are locked, so what is read is their latest version: no second look needed.
+        # The row is locked, so what is read is its latest version.
         row = self._db.execute(
-            self._q(
-                "SELECT t.id, t.doc, t.version FROM {0}.{1} t JOIN {0}.jobs j ON j.id = t.id "
-                "ORDER BY t.entered LIMIT 1 FOR UPDATE OF t, j SKIP LOCKED",
-                table_of(state),
-            )
+            self._q("SELECT id, doc, version FROM {0}.{1} ORDER BY entered LIMIT 1 FOR UPDATE SKIP LOCKED", table_of(state))
         ).fetchone()
         if row is None:
             return None
         job_id, document, version = row
-        self._held.add(job_id)
         self._read[job_id] = (state, version)
         return cast(Document, document)
 
     def apply(self, batch: Batch) -> None:
-        for job_id, (state, document) in batch.puts.items():
-            self._put(job_id, state, document, new=job_id in batch.new)
-        for job_id in batch.deletes:
-            self._delete(job_id)
-        # The change token waiters compare, and the wake-up of every listener (sent at commit).
-        self._db.execute("SELECT nextval(%s::regclass), pg_notify(%s, '')", (self._engine.sequence, self._engine.channel))
+        writes = [self._put(job_id, state, document, new=job_id in batch.new) for job_id, (state, document) in batch.puts.items()]
+        writes += [write for job_id in batch.deletes if (write := self._delete(job_id)) is not None]
+        for number, write in enumerate(writes):
+            # The last write also moves the change token waiters compare and wakes every listener
+            # (the notification goes out at commit), in the same round trip.
+            signal = ", nextval({seq}::regclass), pg_notify({channel}, '')" if number == len(writes) - 1 else ""
+            query = sql.SQL("WITH " + ", ".join(write.steps) + " SELECT version" + signal + " FROM w").format(
+                sql.Identifier(self._engine.name),
+                *(sql.Identifier(table) for table in write.tables),
+                seq=sql.Literal(self._engine.sequence),
+                channel=sql.Literal(self._engine.channel),
+            )
+            row = self._db.execute(query, write.parameters).fetchone()
+            if row is None:
+                raise Conflict(write.job_id)  # changed since it was read, or made meanwhile: look again
+            if write.state is None:
+                self._read.pop(write.job_id, None)
+            else:
+                self._read[write.job_id] = (write.state, row[0])
 
-    def _known(self, job_id: str) -> tuple[JobStatus, int] | None:
-        """The state and version the job was read at, its row in jobs held; Conflict when it moved since."""
-        read = self._read.get(job_id)
-        if read is None:
-            return None
-        if job_id not in self._held and self._hold(job_id) != read[0]:
-            raise Conflict(job_id)
-        return read
-
-    def _put(self, job_id: str, state: JobStatus, document: Document, *, new: bool) -> None:
+    def _put(self, job_id: str, state: JobStatus, document: Document, *, new: bool) -> _Write:
         if "\x00" in job_id or b"\\u0000" in orjson.dumps(document):
             raise InvalidJobError(job_id, [(None, "a string holds U+0000 (NUL), which PostgreSQL cannot store")])
-        known = None if new else self._known(job_id)
+        parameters: dict[str, Any] = {"id": job_id, "state": state.value, "doc": Jsonb(document)}
+        known = None if new else self._read.get(job_id)
         if known is None:
-            if not new and self._hold(job_id) is not None:
-                raise Conflict(job_id)  # made meanwhile by another transaction: look again
-            # One statement, one round trip: the id is taken in jobs, and only then the row written.
-            written = self._db.execute(
-                self._q(
-                    "WITH taken AS (INSERT INTO {0}.jobs (id, state) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id) "
-                    "INSERT INTO {0}.{1} (id, doc) SELECT id, %s FROM taken RETURNING version",
-                    table_of(state),
-                ),
-                (job_id, state.value, Jsonb(document)),
-            ).fetchone()
-            if written is None:
-                raise Conflict(job_id)
-            self._held.add(job_id)
-        else:
-            was, version = known
-            if was is state:
-                written = self._db.execute(
-                    self._q("UPDATE {0}.{1} SET doc = %s, version = nextval('{0}.versions') WHERE id = %s AND version = %s RETURNING version", table_of(state)),
-                    (Jsonb(document), job_id, version),
-                ).fetchone()
-            else:
-                # The move in one statement: out of the old table (at the version read), the state
-                # noted in jobs, into the new table.
-                written = self._db.execute(
-                    self._q(
-                        "WITH gone AS (DELETE FROM {0}.{1} WHERE id = %s AND version = %s RETURNING id), "
-                        "noted AS (UPDATE {0}.jobs SET state = %s WHERE id IN (SELECT id FROM gone) RETURNING id) "
-                        "INSERT INTO {0}.{2} (id, doc) SELECT id, %s FROM noted RETURNING version",
-                        table_of(was),
-                        table_of(state),
-                    ),
-                    (job_id, version, state.value, Jsonb(document)),
-                ).fetchone()
-            if written is None:
-                raise Conflict(job_id)
-        self._read[job_id] = (state, written[0])
+            # A new job: its id is taken in jobs (nothing, if another transaction took it), then its row written.
+            steps = [
+                "taken AS (INSERT INTO {0}.jobs (id, state) VALUES (%(id)s, %(state)s) ON CONFLICT DO NOTHING RETURNING id)",
+                "w AS (INSERT INTO {0}.{1} (id, doc) SELECT id, %(doc)s FROM taken RETURNING version)",
+            ]
+            return _Write(job_id, state, steps, [table_of(state)], parameters)
+        was, parameters["version"] = known
+        if was is state:
+            steps = ["w AS (UPDATE {0}.{1} SET doc = %(doc)s, version = nextval('{0}.versions') WHERE id = %(id)s AND version = %(version)s RETURNING version)"]
+            return _Write(job_id, state, steps, [table_of(state)], parameters)
+        # A move: out of the old table at the version read, its state noted in jobs, into the new table.
+        steps = [
+            "gone AS (DELETE FROM {0}.{1} WHERE id = %(id)s AND version = %(version)s RETURNING id)",
+            "noted AS (UPDATE {0}.jobs SET state = %(state)s WHERE id IN (SELECT id FROM gone) RETURNING id)",
+            "w AS (INSERT INTO {0}.{2} (id, doc) SELECT id, %(doc)s FROM noted RETURNING version)",
+        ]
+        return _Write(job_id, state, steps, [table_of(was), table_of(state)], parameters)
 
-    def _remove_row(self, job_id: str, state: JobStatus, version: int) -> None:
-        removed = self._db.execute(self._q("DELETE FROM {}.{} WHERE id = %s AND version = %s", table_of(state)), (job_id, version))
-        if removed.rowcount != 1:
-            raise Conflict(job_id)
-
-    def _delete(self, job_id: str) -> None:
-        known = self._known(job_id)
+    def _delete(self, job_id: str) -> _Write | None:
+        known = self._read.get(job_id)
         if known is None:
-            found = self.find(job_id)
-            if found is None:
-                return
+            if self.find(job_id) is None:
+                return None
             known = self._read[job_id]
-        self._remove_row(job_id, *known)
-        self._db.execute(self._q("DELETE FROM {}.jobs WHERE id = %s"), (job_id,))
-        self._read.pop(job_id, None)
+        steps = [
+            "gone AS (DELETE FROM {0}.{1} WHERE id = %(id)s AND version = %(version)s RETURNING id)",
+            "w AS (DELETE FROM {0}.jobs WHERE id IN (SELECT id FROM gone) RETURNING 0 AS version)",
+        ]
+        return _Write(job_id, None, steps, [table_of(known[0])], {"id": job_id, "version": known[1]})
 
     def record_schema(self, schema: Mapping[str, Any]) -> None:
         self._db.execute(
