@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobstore import JobStore
 
@@ -57,6 +57,28 @@ def work(location: str, ready: multiprocessing.synchronize.Barrier, done: multip
         done.value += ended
 
 
+CONTEXT = multiprocessing.get_context("spawn")
+
+
+def timed(workers: int, task: Callable[[Any], tuple[Callable[..., None], tuple[Any, ...]]]) -> float:
+    """Seconds ``workers`` processes take to run to their end, the clock started once all are ready.
+
+    :param task: given the barrier each process waits at when ready, the function each runs and its arguments
+    """
+    ready = CONTEXT.Barrier(workers + 1)
+    target, args = task(ready)
+    processes = [CONTEXT.Process(target=target, args=args) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    ready.wait()
+    started = time.perf_counter()
+    for process in processes:
+        process.join()
+    elapsed = time.perf_counter() - started
+    assert all(process.exitcode == 0 for process in processes), [process.exitcode for process in processes]
+    return elapsed
+
+
 def lifecycles(location: str, jobs: int, workers: int, progress: bool = True) -> float:
     """Jobs ended per second by ``workers`` processes draining ``jobs`` from the store at ``location``.
 
@@ -65,17 +87,8 @@ def lifecycles(location: str, jobs: int, workers: int, progress: bool = True) ->
     store = JobStore(location)
     for start in range(0, jobs, 1000):
         store.create_jobs([{"name": "bench"} for _ in range(min(1000, jobs - start))])
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(workers + 1)
-    done = context.Value("i", 0)
-    processes = [context.Process(target=work, args=(location, ready, done, progress)) for _ in range(workers)]
-    for process in processes:
-        process.start()
-    ready.wait()
-    started = time.perf_counter()
-    for process in processes:
-        process.join()
-    elapsed = time.perf_counter() - started
+    done = CONTEXT.Value("i", 0)
+    elapsed = timed(workers, lambda ready: (work, (location, ready, done, progress)))
     assert done.value == jobs, f"{done.value} of {jobs} jobs ended"
     stats = store.stats()
     assert stats["finished"] == jobs and stats["running"] == stats["pending"] == 0, stats
@@ -129,17 +142,7 @@ def procrastinate_jobs_per_second(server_uri: Callable[[str], str], jobs: int, w
         noop = app.tasks["noop"]
         for start in range(0, jobs, 1000):
             noop.batch_defer(*({} for _ in range(min(1000, jobs - start))))
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(workers + 1)
-    processes = [context.Process(target=procrastinate_work, args=(conninfo, ready)) for _ in range(workers)]
-    for process in processes:
-        process.start()
-    ready.wait()
-    started = time.perf_counter()
-    for process in processes:
-        process.join()
-    elapsed = time.perf_counter() - started
-    assert all(process.exitcode == 0 for process in processes), [process.exitcode for process in processes]
+    elapsed = timed(workers, lambda ready: (procrastinate_work, (conninfo, ready)))
     with psycopg.connect(conninfo) as check:
         states = check.execute("SELECT status::text, attempts, count(*) FROM procrastinate_jobs GROUP BY 1, 2").fetchall()
         runs = check.execute("SELECT count(*), count(DISTINCT job_id) FROM procrastinate_events WHERE type = 'started'").fetchone()
