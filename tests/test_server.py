@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -259,6 +260,40 @@ def test_many_waiters_are_woken_by_one_finish_each(service, store):
     for thread in threads:
         thread.join(timeout=40)
     assert answers == {job["id"]: 200 for job in jobs}
+
+
+def test_a_waiter_that_comes_while_the_waiters_are_answered_is_not_told_its_job_is_gone(root):
+    from jobstore.server._changes import Changes
+
+    store = JobStore(root)
+    first, second = store.create_jobs([{"name": "first"}, {"name": "second"}])
+    looking, registered = threading.Event(), threading.Event()
+    find_jobs = store.find_jobs
+
+    def held_find_jobs(job_ids):  # holds the answering look open until the second waiter has come
+        looking.set()
+        registered.wait(10)
+        return find_jobs(job_ids)
+
+    async def scenario():
+        changes = Changes(store)
+        await changes.start()
+        try:
+            waiting_first = asyncio.ensure_future(changes.wait_for_end(first["id"], 10))
+            await asyncio.sleep(0.5)  # its first look is done: it waits for the change
+            store.find_jobs = held_find_jobs
+            store.set_job_finished(first["id"], {"result": "ok"})
+            assert await asyncio.to_thread(looking.wait, 10)
+            waiting_second = asyncio.ensure_future(changes.wait_for_end(second["id"], 1))
+            await asyncio.sleep(0.1)  # it is registered, and its own look is held with the other
+            registered.set()
+            assert (await waiting_first)["status"] == "finished"
+            with pytest.raises(TimeoutError):  # still pending: not answered as if no table held it
+                await waiting_second
+        finally:
+            await changes.stop()
+
+    asyncio.run(scenario())
 
 
 def read_events(url: str, count: int, ready: threading.Event, timeout: float = 20) -> list[dict]:

@@ -169,11 +169,14 @@ class Changes:
                 self._waiting.pop(job_id, None)
 
     async def _answer_waiters(self) -> None:
-        found = await to_thread.run_sync(self.store.find_jobs, list(self._waiting))
-        for job_id, futures in list(self._waiting.items()):
+        # Only the jobs looked at are answered: a waiter that came during the look is not in it,
+        # and its absence from the answer says nothing of its job (its own first look covers it).
+        looked = list(self._waiting)
+        found = await to_thread.run_sync(self.store.find_jobs, looked)
+        for job_id in looked:
             job = found.get(job_id)
             if job is None or JobStatus(job["status"]) in FINAL_STATES:
-                for future in futures:
+                for future in self._waiting.get(job_id, []):
                     if not future.done():
                         future.set_result(job)
 
