@@ -116,7 +116,7 @@ def recover_expired(session: Session, batch: Batch, moment: datetime.datetime, m
     ``max_attempts`` times, or when it was asked to stop; a line in its messages says why.
     """
     recovered = []
-    for job in session.jobs(JobStatus.RUNNING):
+    for job in session.lapsed(timestamp(moment)):
         expires = parse_time(job.get("leaseExpiresAt"))
         if expires is None or expires > moment:
             continue

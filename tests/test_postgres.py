@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -134,7 +136,27 @@ def test_connections_lost_while_idle_are_replaced(url, postgres_url):
     assert store.claim_job("w")["id"] == made["id"]
 
 
-def test_a_connection_lost_mid_write_changes_nothing_and_says_so(url, postgres_url):
+def test_a_connection_lost_before_the_write_is_sent_runs_the_operation_again(url, postgres_url):
+    store = JobStore(url)
+    made = store.create_job("a")
+    runs = []
+
+    def cut(session, batch):
+        runs.append(1)
+        batch.put(store.find_job(made["id"])[1], {**session.find(made["id"])[1], "name": "changed"})
+        if len(runs) == 1:
+            terminate_others(postgres_url)  # this session's own connection goes too
+            deadline = time.monotonic() + 5
+            while not select.select([session._db.fileno()], [], [], 0.05)[0] and time.monotonic() < deadline:
+                pass  # until the server's farewell has come: then nothing is sent on it
+        session.apply(batch)
+
+    store._transact(cut)
+    assert len(runs) == 2
+    assert store.find_job(made["id"])[0]["name"] == "changed"
+
+
+def test_a_connection_lost_mid_operation_changes_nothing_and_says_so(url, postgres_url):
     from jobstore import StoreWriteError
 
     store = JobStore(url)
@@ -142,7 +164,8 @@ def test_a_connection_lost_mid_write_changes_nothing_and_says_so(url, postgres_u
 
     def cut(session, batch):
         batch.put(store.find_job(made["id"])[1], {**session.find(made["id"])[1], "name": "changed"})
-        terminate_others(postgres_url)  # this session's own connection goes too
+        terminate_others(postgres_url)
+        session.find(made["id"])  # the read fails: the write was never sent
         session.apply(batch)
 
     with pytest.raises(StoreWriteError, match="nothing was changed"):

@@ -93,6 +93,13 @@ class Session(Protocol):
     def jobs(self, state: JobStatus) -> Sequence[Mapping[str, Any]]:
         """Return the jobs of ``state``'s table in the order they entered it."""
 
+    def lapsed(self, moment: str) -> Sequence[Mapping[str, Any]]:
+        """Return at least every running job whose lease ended by ``moment`` (a time as jobstore writes it), in entry order.
+
+        Others may come too (the caller checks each): an engine that holds the jobs in memory
+        need not sort them out, one across a network should.
+        """
+
     def first(self, state: JobStatus) -> Mapping[str, Any] | None:
         """Return the job that entered ``state``'s table first of those still in it, or None."""
 

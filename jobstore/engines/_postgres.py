@@ -3,10 +3,15 @@
 Each state's table holds a row per job: its id, its document as ``jsonb``, the order it entered
 the table and a version drawn afresh from one sequence at each write (never repeated, even for a
 job that left a table and came back); ``jobs`` holds every id once, with its state,
-so that no job is ever in two tables. A session is one transaction. Reads take no lock, and
-every write is made only at the version read: a job changed meanwhile fails it, and the
-operation runs again on the store as it is now. A claim takes the oldest pending job no other
-transaction holds (``FOR UPDATE SKIP LOCKED``), so claiming workers never wait on each other.
+so that no job is ever in two tables. Reads take no lock, and every write is made only at the
+version read: a job changed meanwhile fails it, and the operation runs again on the store as it
+is now. A claim takes the oldest pending job no other transaction holds (``FOR UPDATE SKIP
+LOCKED``), so claiming workers never wait on each other.
+
+Round trips are what an operation costs here, so a session opens a transaction only when it
+needs one (a claim's lock, a batch of several writes), and sends ``BEGIN`` and ``COMMIT`` in the
+same round trip as the statement beside them: an operation that reads one job and writes it
+is two statements, each a transaction of its own.
 
 Imported only when a ``postgresql://`` store is opened: it needs the ``postgres`` extra (psycopg 3
 and its pool).
@@ -60,8 +65,13 @@ class _Write:
         self.parameters = parameters
 
 
+#: What became of an operation whose connection was lost, by when it was lost.
+NOTHING_CHANGED = "nothing was changed"
+MAYBE_CHANGED = "the connection was lost as the write was committed: it may or may not have been made"
+
+
 class PostgresSession:
-    """One transaction on the store: reads note the version of each job read, and a write is made only at that version.
+    """One operation on the store: reads note the version of each job read, and a write is made only at that version.
 
     Reads take no lock (a claim's excepted): a job another transaction changed meanwhile fails
     the version check of the write, and the operation runs again (:class:`Conflict`).
@@ -72,6 +82,44 @@ class PostgresSession:
         self._db = connection
         #: job id -> (state, version) of each job read, which a write checks is still so
         self._read: dict[str, tuple[JobStatus, int]] = {}
+        #: a transaction is open (a claim's lock, or writes to commit together)
+        self._open = False
+        #: the open transaction holds writes, which the session's end commits
+        self._wrote = False
+        #: what became of the operation, should the connection be lost now
+        self.outcome = NOTHING_CHANGED
+
+    def _run(self, statements: list[tuple[sql.Composed | bytes, Mapping[str, Any] | None]], *, begin: bool = False, commit: bool = False) -> list[psycopg.Cursor[Any]]:
+        """Run statements in one round trip; ``begin`` opens a transaction first (unless one is open), ``commit`` ends it after."""
+        begin = begin and not self._open
+        if not (begin or commit or len(statements) > 1):
+            return [self._db.execute(*statements[0])]
+        if commit:
+            self._sending_write()
+        with self._db.pipeline():
+            if begin:
+                self._db.execute(b"BEGIN")
+                self._open = True
+            cursors = [self._db.execute(*statement) for statement in statements]
+            if commit and self._open:
+                self._db.execute(b"COMMIT")
+                self._open = self._wrote = False
+        return cursors
+
+    def _sending_write(self) -> None:
+        """Note that what is sent next may commit a write; a connection found ended first has had nothing sent, and the operation runs again."""
+        if _ended(self._db):
+            self._db.close()  # the pool replaces it
+            raise Conflict("the connection was lost before the write was sent")
+        self.outcome = MAYBE_CHANGED
+
+    def finish(self) -> None:
+        """Commit the transaction left open, if any (the session's end)."""
+        if self._open:
+            if self._wrote:
+                self._sending_write()
+            self._db.commit()
+            self._open = self._wrote = False
 
     def _q(self, text: str, *tables: str) -> sql.Composed:
         return sql.SQL(text).format(sql.Identifier(self._engine.name), *(sql.Identifier(t) for t in tables))
@@ -97,12 +145,21 @@ class PostgresSession:
             self._read[document["id"]] = (state, version)
         return [row[0] for row in rows]
 
+    def lapsed(self, moment: str) -> list[Document]:
+        # Compared as text: jobstore writes every time as UTC in one format, whose order is the
+        # text's (a time written otherwise by hand is left to the caller's check of each job).
+        query = self._q("SELECT doc, version FROM {}.{} WHERE doc->>'leaseExpiresAt' <= %(moment)s ORDER BY entered", table_of(JobStatus.RUNNING))
+        rows = self._db.execute(query, {"moment": moment}).fetchall()
+        for document, version in rows:
+            self._read[document["id"]] = (JobStatus.RUNNING, version)
+        return [row[0] for row in rows]
+
     def first(self, state: JobStatus) -> Document | None:
         # The oldest job of the state no other transaction holds: claimers pass each other by.
-        # The row is locked, so what is read is its latest version.
-        row = self._db.execute(
-            self._q("SELECT id, doc, version FROM {0}.{1} ORDER BY entered LIMIT 1 FOR UPDATE SKIP LOCKED", table_of(state))
-        ).fetchone()
+        # The row is locked, so what is read is its latest version; the lock lasts until the
+        # claim's write commits, so the transaction opens here, in the same round trip.
+        query = self._q("SELECT id, doc, version FROM {0}.{1} ORDER BY entered LIMIT 1 FOR UPDATE SKIP LOCKED", table_of(state))
+        row = self._run([(query, None)], begin=True)[0].fetchone()
         if row is None:
             return None
         job_id, document, version = row
@@ -112,6 +169,9 @@ class PostgresSession:
     def apply(self, batch: Batch) -> None:
         writes = [self._put(job_id, state, document, new=job_id in batch.new) for job_id, (state, document) in batch.puts.items()]
         writes += [write for job_id in batch.deletes if (write := self._delete(job_id)) is not None]
+        if not writes:
+            return
+        statements: list[tuple[sql.Composed | bytes, Mapping[str, Any] | None]] = []
         for number, write in enumerate(writes):
             # The last write also moves the change token waiters compare and wakes every listener
             # (the notification goes out at commit), in the same round trip.
@@ -122,7 +182,19 @@ class PostgresSession:
                 seq=sql.Literal(self._engine.sequence),
                 channel=sql.Literal(self._engine.channel),
             )
-            row = self._db.execute(query, write.parameters).fetchone()
+            statements.append((query, write.parameters))
+        if len(writes) == 1 and not self._wrote:
+            # One statement is all or nothing by itself: it is its own transaction, or ends the
+            # claim's (a write that finds the job changed writes nothing, and the commit then only
+            # lets go of the lock).
+            cursors = self._run(statements, commit=True)
+        else:
+            # Several: sent together in one transaction, committed at the session's end only if
+            # every one of them found its job as read.
+            cursors = self._run(statements, begin=True)
+            self._wrote = True
+        for write, cursor in zip(writes, cursors):
+            row = cursor.fetchone()
             if row is None:
                 raise Conflict(write.job_id)  # changed since it was read, or made meanwhile: look again
             if write.state is None:
@@ -167,11 +239,10 @@ class PostgresSession:
         return _Write(job_id, None, steps, [table_of(known[0])], {"id": job_id, "version": known[1]})
 
     def record_schema(self, schema: Mapping[str, Any]) -> None:
-        self._db.execute(
-            self._q("INSERT INTO {}.meta (key, value) VALUES ('schema', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
-            (Jsonb(dict(schema)),),
-        )
-        self._db.execute(self._q("UPDATE {}.meta SET value = to_jsonb(value::text::bigint + 1) WHERE key = 'schema_version'"))
+        record = self._q("INSERT INTO {}.meta (key, value) VALUES ('schema', %(schema)s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+        count = self._q("UPDATE {}.meta SET value = to_jsonb(value::text::bigint + 1) WHERE key = 'schema_version'")
+        self._run([(record, {"schema": Jsonb(dict(schema))}), (count, None)], begin=True)
+        self._wrote = True
 
     def recorded_schema(self) -> dict[str, Any] | None:
         return self._engine.read_schema(self._db)
@@ -248,7 +319,8 @@ class PostgresEngine:
             min_size=1,
             max_size=pool_size,
             open=True,
-            kwargs={"autocommit": False},
+            # Transactions are opened by the session, only where one is needed.
+            kwargs={"autocommit": True},
         )
         self._create()
 
@@ -279,13 +351,14 @@ class PostgresEngine:
             if self._made(db):
                 # No DDL on a store in use: even CREATE ... IF NOT EXISTS locks a table against writers.
                 return
-            # Two processes making the same tables at once would collide: one makes them, the other waits.
-            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
-            if self._made(db):
-                return
-            for statement in statements:
-                text = statement.replace("{s}", f'"{self.name}"')
-                db.execute(text.encode(), (Jsonb(LAYOUT_VERSION),) if "%s" in text else None)
+            with db.transaction():
+                # Two processes making the same tables at once would collide: one makes them, the other waits.
+                db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
+                if self._made(db):
+                    return
+                for statement in statements:
+                    text = statement.replace("{s}", f'"{self.name}"')
+                    db.execute(text.encode(), (Jsonb(LAYOUT_VERSION),) if "%s" in text else None)
 
     def _made(self, db: psycopg.Connection[Any]) -> bool:
         """Whether the store's tables are all there: its layout is recorded last, as they are made."""
@@ -316,26 +389,33 @@ class PostgresEngine:
             self._pool.putconn(db)
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection of the pool in a transaction: committed when the block ends, rolled back on an error."""
-        outcome = "the transaction was rolled back: nothing was changed"
+    def _connection(self, outcome: Callable[[], str] = lambda: NOTHING_CHANGED) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool; a transaction the block left open is rolled back when it fails.
+
+        :param outcome: what became of the operation, should the connection be lost now
+        """
         try:
             with self._live() as db:
-                yield db
-                # Committed here, not by the pool, so that a connection lost at this moment is told
-                # apart: the server may have committed before the answer was lost.
-                outcome = "the connection was lost as the write was committed: it may or may not have been made"
-                db.commit()
+                try:
+                    yield db
+                except BaseException:
+                    if not db.closed and db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        with suppress(psycopg.Error):
+                            db.rollback()
+                    raise
         except psycopg.errors.LockNotAvailable:
             raise StoreLockTimeout(f"{self.name} (a job another session holds)", self.lock_timeout) from None
         except psycopg.OperationalError as error:
             # The pool drops a broken connection; the next operation gets a new one.
-            raise StoreWriteError(self.name, OSError(errno.ECONNRESET, str(error).strip().splitlines()[0]), outcome) from None
+            raise StoreWriteError(self.name, OSError(errno.ECONNRESET, str(error).strip().splitlines()[0]), outcome()) from None
 
     @contextmanager
     def session(self) -> Iterator[PostgresSession]:
-        with self._connection() as db:
-            yield PostgresSession(self, db)
+        session: PostgresSession | None = None
+        with self._connection(lambda: NOTHING_CHANGED if session is None else session.outcome) as db:
+            session = PostgresSession(self, db)
+            yield session
+            session.finish()
 
     def recorded_schema(self) -> dict[str, Any] | None:
         with self._connection() as db:
