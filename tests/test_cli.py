@@ -332,7 +332,12 @@ def test_a_damaged_file_is_one_line_naming_it(jobstore, store, root):
 
 def test_watch_shows_counts_and_running_jobs_until_interrupted(store):
     store.set_job("busy", {"name": "crunch"}, "running")
-    watcher = subprocess.Popen([str(SCRIPT), "--store", store.location, "watch", "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Interrupts as from a terminal, even where this suite was started in the background (which ignores them).
+    watcher = subprocess.Popen(
+        [str(SCRIPT), "--store", store.location, "watch", "--interval", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(3)  # started and showing the store, even on a loaded machine
     watcher.send_signal(signal.SIGINT)
     out, err = watcher.communicate(timeout=60)
