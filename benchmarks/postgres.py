@@ -15,10 +15,13 @@ stops once the queue is empty). Every process is started and connected before th
 Afterwards procrastinate_jobs must show every job succeeded after one attempt. The peer is
 skipped, with a line saying so, when procrastinate does not import (pip install procrastinate).
 
+Claims once each: 16 processes claim from 10,000 pending jobs until none is left, each writing
+down the ids it got; no id may come twice, none may be missing.
+
 Wake latency: a waiter in ``block_until_complete`` on a job another process finishes, from the
 finish's return to the waiter's return (LISTEN/NOTIFY on PostgreSQL, inotify on files).
 
-Usage: python benchmarks/postgres.py [--jobs 2000] [--workers 1,4,16] [--waits 50] [--quick]
+Usage: python benchmarks/postgres.py [--jobs 2000] [--workers 1,4,16] [--waits 50] [--claims 10000] [--quick]
 """
 
 from __future__ import annotations
@@ -58,6 +61,33 @@ def work(location: str, ready: multiprocessing.synchronize.Barrier, done: multip
 
 
 CONTEXT = multiprocessing.get_context("spawn")
+
+
+def claim_all(location: str, ready: multiprocessing.synchronize.Barrier, out: str) -> None:
+    """Claim until none is left, then write the ids claimed to a file of this process's own in ``out``.
+
+    The jobs stay running, so a job handed out twice would show in two lists. A file, not a queue:
+    a process with unread queue data does not exit, and the parent joins before it reads.
+    """
+    store = JobStore(location)
+    store.stats()
+    ready.wait()
+    claimed = []
+    while (job := store.claim_job()) is not None:
+        claimed.append(job["id"])
+    (Path(out) / f"{multiprocessing.current_process().pid}.txt").write_text("\n".join(claimed))
+
+
+def claims_once(location: str, jobs: int, workers: int) -> tuple[float, int, int, int]:
+    """Seconds for ``workers`` processes to claim ``jobs`` jobs, the claims counted, the ids claimed twice, the ids never claimed."""
+    store = JobStore(location)
+    submitted: set[str] = set()
+    for start in range(0, jobs, 1000):
+        submitted.update(job["id"] for job in store.create_jobs([{"name": "claim"} for _ in range(min(1000, jobs - start))]))
+    with tempfile.TemporaryDirectory() as out:
+        elapsed = timed(workers, lambda ready: (claim_all, (location, ready, out)))
+        claims = [job_id for listing in Path(out).iterdir() for job_id in listing.read_text().split()]
+    return elapsed, len(claims), len(claims) - len(set(claims)), len(submitted - set(claims))
 
 
 def timed(workers: int, task: Callable[[Any], tuple[Callable[..., None], tuple[Any, ...]]]) -> float:
@@ -194,10 +224,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", default="1,4,16")
     parser.add_argument("--waits", type=int, default=50)
+    parser.add_argument("--claims", type=int, default=10000, help="jobs claimed by 16 processes, each to be claimed once")
     parser.add_argument("--quick", action="store_true", help="200 jobs, 1 and 4 workers, 10 waits: a check that it runs")
     args = parser.parse_args()
     if args.quick:
-        args.jobs, args.workers, args.waits = 200, "1,4", 10
+        args.jobs, args.workers, args.waits, args.claims = 200, "1,4", 10, 1000
     counts = [int(part) for part in args.workers.split(",")]
     try:
         import procrastinate  # noqa: F401
@@ -223,6 +254,7 @@ def main() -> None:
                 theirs = procrastinate_jobs_per_second(lambda name: server.get_uri(database=name), args.jobs, workers)
                 peer_rows.append((workers, claimed, theirs))
                 print(f"  {workers} workers: claim and finish, postgres {claimed:,.0f}/s, procrastinate {theirs:,.0f}/s", file=sys.stderr)
+        claimed_once = claims_once(f"{url}#o{uuid.uuid4().hex}", args.claims, 16)
         waits = {"postgres": wake_latencies(f"{url}#w{uuid.uuid4().hex}", args.waits), "files": wake_latencies(str(work_dir / "waits"), args.waits)}
     finally:
         server.cleanup()
@@ -237,6 +269,9 @@ def main() -> None:
             print(f"{workers:>7} {claimed:>16,.0f}/s {theirs:>12,.0f}/s {claimed / theirs:>6.2f}x")
     else:
         print("\nprocrastinate peer skipped: it does not import (pip install procrastinate)")
+    elapsed, claims, doubled, missed = claimed_once
+    verdict = "each claimed exactly once" if claims == args.claims and not doubled and not missed else "JOBS CLAIMED TWICE OR NEVER"
+    print(f"\nclaims by 16 processes over {args.claims:,} pending jobs: {claims:,} claims in {elapsed:.1f} s, {doubled} twice, {missed} never: {verdict}")
     print(f"\nwake latency, finish in another process to block_until_complete's return, {args.waits} waits")
     for engine, found in waits.items():
         ordered = sorted(found)
