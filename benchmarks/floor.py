@@ -32,7 +32,7 @@ from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
-from jobstore._lifecycle import timestamp, utc_now
+from jobstore._times import timestamp, utc_now
 from jobstore._schema import published_schema
 from jobstore.engines._tinydb import JobTable
 

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from .engines._base import Batch, Document, Session
 from ._errors import InvalidJobError, JobNotFoundError, JobStateError
 from ._status import STATES, JobStatus
+from . import _schedule
+from ._times import age, parse_time, span, timestamp, utc_now
 
 T = TypeVar("T")
 Operation = Callable[[Session, Batch], T]
@@ -24,43 +26,6 @@ FINAL_STATES = frozenset({JobStatus.FINISHED, JobStatus.ERROR})
 _RUN_TIMES = ("startedAt", "finishedAt", "leaseExpiresAt")
 # What a re-run starts without: the traces of the previous run, and who ran it.
 _RUN_FIELDS = ("worker", "attempts", "progress", "cancelRequested", "canceled", *_RUN_TIMES)
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def timestamp(moment: datetime.datetime) -> str:
-    """A time as jobstore writes it: ISO 8601, UTC, to the microsecond."""
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: object) -> datetime.datetime | None:
-    """Read a timestamp jobstore wrote; None for anything else."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
-
-
-def age(moment: object, now: datetime.datetime | None = None) -> str:
-    """How long ago a timestamp jobstore wrote (or a time) was, in its largest unit: ``42s``, ``5m``, ``3h``, ``2d``; ``-`` for no time."""
-    then = moment if isinstance(moment, datetime.datetime) else parse_time(moment)
-    if then is None:
-        return "-"
-    return span(((now or utc_now()) - then).total_seconds())
-
-
-def span(seconds: float) -> str:
-    """A number of seconds in its largest unit, rounded down: ``42s``, ``5m``, ``3h``, ``2d``."""
-    seconds = max(seconds, 0)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
 
 
 def record_change(document: Document, stamp: str) -> None:
@@ -109,11 +74,42 @@ def _move(batch: Batch, state: JobStatus, job: Mapping[str, Any], **fields: Any)
     return document
 
 
-def recover_expired(session: Session, batch: Batch, moment: datetime.datetime, max_attempts: int) -> list[Document]:
+def _requeue(batch: Batch, job: Mapping[str, Any], why: str, *, run_at: str | None = None, **fields: Any) -> Document:
+    """Stage a job's return to pending for another claim, without the traces of its worker.
+
+    It is due as it enters, or at ``run_at``; its history shows the stay at once, so that a
+    claim in the same operation orders it as any other due job.
+    """
+    back = {name: value for name, value in job.items() if name not in ("worker", "leaseExpiresAt", "progress", "runAt")}
+    if run_at is not None:
+        back["runAt"] = run_at
+    moved = _move(batch, JobStatus.PENDING, back, messages=with_message(job, why), **fields)
+    record_change(moved, timestamp(utc_now()))
+    return moved
+
+
+def _retry_later(batch: Batch, job: Mapping[str, Any], why: str, default_backoff: float) -> Document | None:
+    """Stage a failed job's automatic retry if it has one left (pending, due after its backoff); None when none is left."""
+    allowed, used = job.get("maxRetries"), job.get("retries", 0)
+    if not isinstance(allowed, int) or not isinstance(used, int) or used >= allowed or job.get("cancelRequested"):
+        return None
+    retry = used + 1
+    when = timestamp(utc_now() + datetime.timedelta(seconds=_schedule.backoff(job, retry, default_backoff)))
+    return _requeue(batch, job, f"{why}; retry {retry} of {allowed} at {when}", run_at=when, retries=retry)
+
+
+def _no_retry_left(job: Mapping[str, Any]) -> str:
+    allowed = job.get("maxRetries")
+    return f"; no retries left ({allowed} of {allowed} used)" if isinstance(allowed, int) and allowed > 0 else ""
+
+
+def recover_expired(session: Session, batch: Batch, moment: datetime.datetime, max_attempts: int, default_backoff: float) -> list[Document]:
     """Stage the recovery of every running job whose lease ended before ``moment``; return the new documents.
 
-    A job goes back to pending for another claim, or to error once it has been claimed
-    ``max_attempts`` times, or when it was asked to stop; a line in its messages says why.
+    A lapsed lease is a failure: a job with retries (``maxRetries``) goes back to pending after
+    its backoff while it has some left, then to error. A job without goes back to pending at
+    once for another claim, or to error once it has been claimed ``max_attempts`` times. One
+    asked to stop ends canceled. A line in its messages says which and why.
     """
     recovered = []
     for job in session.lapsed(timestamp(moment)):
@@ -124,29 +120,40 @@ def recover_expired(session: Session, batch: Batch, moment: datetime.datetime, m
         why = f"the lease of worker {job.get('worker', '?')} expired on attempt {attempts}"
         if job.get("cancelRequested"):
             moved = _move(batch, JobStatus.ERROR, job, canceled=True, messages=with_message(job, f"canceled: {why}"))
+        elif "maxRetries" in job:
+            retried = _retry_later(batch, job, why, default_backoff)
+            moved = retried or _move(batch, JobStatus.ERROR, job, messages=with_message(job, why + _no_retry_left(job)))
         elif isinstance(attempts, int) and attempts >= max_attempts:
-            gave_up = f"{why}; gave up after {max_attempts} attempts"
-            moved = _move(batch, JobStatus.ERROR, job, messages=with_message(job, gave_up))
+            moved = _move(batch, JobStatus.ERROR, job, messages=with_message(job, f"{why}; gave up after {max_attempts} attempts"))
         else:
-            moved = _move(batch, JobStatus.PENDING, job, messages=with_message(job, f"{why}; back in the queue"))
+            moved = _requeue(batch, job, f"{why}; back in the queue")
         recovered.append(moved)
     return recovered
 
 
-def claim(worker: str, lease: float, max_attempts: int) -> Operation[Document | None]:
-    """Recover expired claims, then move the job that entered pending first to running under a lease."""
+def ready(session: Session, job: Mapping[str, Any]) -> bool:
+    """Whether every job the job depends on has finished."""
+    return all(session.get(JobStatus.FINISHED, needed) is not None for needed in _schedule.depends_on(job))
+
+
+def claim(worker: str, lease: float, max_attempts: int, default_backoff: float) -> Operation[Document | None]:
+    """Recover expired claims, then move the first due job in the claim order (see ``_schedule``) to running under a lease."""
 
     def operation(session: Session, batch: Batch) -> Document | None:
         moment = utc_now()
-        requeued = [job for job in recover_expired(session, batch, moment, max_attempts) if job["status"] == JobStatus.PENDING]
-        job = session.first(JobStatus.PENDING)
-        if job is None:
-            if not requeued:
-                return None
-            # A job requeued just now joins the queue at its end, and, the queue being empty, leaves
-            # it at once: its history must still show the stay.
-            job = requeued[0]
-            record_change(job, timestamp(moment))
+        now = timestamp(moment)
+        # Jobs recovered just now are not in the store's pending table yet: they compete here.
+        candidates = [
+            job
+            for job in recover_expired(session, batch, moment, max_attempts, default_backoff)
+            if job["status"] == JobStatus.PENDING and _schedule.due_since(job) <= now and ready(session, job)
+        ]
+        found = session.due(now)
+        if found is not None:
+            candidates.append(dict(found))
+        if not candidates:
+            return None
+        job = min(candidates, key=_schedule.claim_order)
         attempts = job.get("attempts", 0)
         return _move(
             batch,
@@ -161,11 +168,26 @@ def claim(worker: str, lease: float, max_attempts: int) -> Operation[Document | 
     return operation
 
 
-def requeue_expired(max_attempts: int) -> Operation[list[str]]:
+def requeue_expired(max_attempts: int, default_backoff: float) -> Operation[list[str]]:
     def operation(session: Session, batch: Batch) -> list[str]:
-        return [job["id"] for job in recover_expired(session, batch, utc_now(), max_attempts)]
+        return [job["id"] for job in recover_expired(session, batch, utc_now(), max_attempts, default_backoff)]
 
     return operation
+
+
+def cascade(session: Session, batch: Batch) -> None:
+    """Stage the end, in error, of every waiting job that depends on a job the batch sends to error, and so on down.
+
+    The store's write path runs this after every operation, so that no way into error (a
+    failure, a cancel, a lapsed lease, a job set by hand) leaves its dependents waiting for ever.
+    """
+    failed = [job_id for job_id, (state, _) in batch.puts.items() if state is JobStatus.ERROR]
+    while failed:
+        cause = failed.pop()
+        for job in session.dependents(cause):
+            if job["id"] not in batch.puts:  # else this operation has decided its fate already
+                _move(batch, JobStatus.ERROR, job, messages=with_message(job, f"dependency {cause} ended in error"))
+                failed.append(job["id"])
 
 
 def heartbeat(job_id: str, lease: float, worker: str | None) -> Operation[Document]:
@@ -220,15 +242,25 @@ def report(job_id: str, action: str, change: Callable[[Mapping[str, Any]], dict[
     return operation
 
 
-def fail(job_id: str, message: str) -> Operation[Document]:
-    """Move a job that has not ended to error, with ``message`` as a line of its messages."""
+def fail(job_id: str, message: str, retry: bool, default_backoff: float) -> Operation[Document]:
+    """Move a job that has not ended to error, with ``message`` as a line of its messages.
+
+    A running job with retries left (``maxRetries``) goes back to pending instead, due after
+    its backoff, unless ``retry`` is False: a worker's failure is what retries are for.
+    """
 
     def operation(session: Session, batch: Batch) -> Document:
         state, job = _found(session, job_id)
         if state in FINAL_STATES:
             allowed = [s.value for s in JobStatus if s not in FINAL_STATES]
             raise JobStateError(job_id, state.value, "fail", allowed)
-        fields: dict[str, Any] = {"messages": with_message(job, message)} if message else {}
+        if retry and state is JobStatus.RUNNING:
+            retried = _retry_later(batch, job, f"failed: {message}" if message else "failed", default_backoff)
+            if retried is not None:
+                return retried
+        spent = _no_retry_left(job) if retry and state is JobStatus.RUNNING else ""
+        last = message + spent if message else spent.removeprefix("; ")
+        fields: dict[str, Any] = {"messages": with_message(job, last)} if last else {}
         if job.get("cancelRequested"):
             fields["canceled"] = True  # the worker stopped as asked: the job ends canceled, as when canceled waiting
         return _move(batch, JobStatus.ERROR, job, **fields)
@@ -254,21 +286,27 @@ def release(job_id: str, worker: str | None, reason: str) -> Operation[Document]
         if job.get("cancelRequested"):
             return _move(batch, JobStatus.ERROR, job, canceled=True, messages=with_message(job, f"canceled: {why}"))
         attempts = job.get("attempts", 0)
-        unclaimed = {name: value for name, value in job.items() if name not in ("worker", "leaseExpiresAt", "progress")}
-        if isinstance(attempts, int) and attempts > 0:
-            unclaimed["attempts"] = attempts - 1
-        return _move(batch, JobStatus.PENDING, unclaimed, messages=with_message(job, f"{why}; back in the queue"))
+        fields = {"attempts": attempts - 1} if isinstance(attempts, int) and attempts > 0 else {}
+        return _requeue(batch, job, f"{why}; back in the queue", **fields)
 
     return operation
 
 
 def retry(job_id: str) -> Operation[Document]:
-    """Send an ended job back to pending for a new run, its attempts counted from zero."""
+    """Send an ended job back to pending for a new run, due now, its attempts and retries counted from zero.
+
+    :raises JobStateError: also when another job not yet ended holds the job's ``key``
+    """
 
     def operation(session: Session, batch: Batch) -> Document:
         state, job = _found(session, job_id)
         if state not in FINAL_STATES:
             raise JobStateError(job_id, state.value, "retry", sorted(s.value for s in FINAL_STATES))
+        key = job.get("key")
+        holder = session.holding(key) if isinstance(key, str) else None
+        if holder is not None and holder["id"] != job_id:
+            detail = f"job {holder['id']} holds its key {key!r} and has not ended"
+            raise JobStateError(job_id, state.value, "retry", sorted(s.value for s in FINAL_STATES), detail)
         fresh = {name: value for name, value in job.items() if name not in _RUN_FIELDS}
         return _move(batch, JobStatus.PENDING, fresh, messages=with_message(job, f"retried after it was {state.value}"))
 

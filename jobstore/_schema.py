@@ -14,7 +14,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
 from ._errors import InvalidArgumentError, InvalidJobError
-from ._lifecycle import parse_time
+from ._times import parse_time
 from ._status import STATES
 
 _SCHEMA_RESOURCE = "schemas/job.schema.json"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from .engines._base import Batch, Conflict, Document, Engine, Session, StoreProblem, Waiter
 from . import _lifecycle as lifecycle
+from . import _schedule
 from ._errors import (
     CorruptStoreError,
     InvalidArgumentError,
@@ -26,7 +27,8 @@ from ._errors import (
     WaitTimeout,
 )
 from ._files import check_storable
-from ._lifecycle import FINAL_STATES, parse_time, timestamp, utc_now
+from ._lifecycle import FINAL_STATES
+from ._times import parse_time, timestamp, utc_now
 from ._schema import JobSchema, published_schema, schema_difference
 from ._status import STATES, JobStatus
 from .engines._tinydb import DEFAULT_SEGMENT_BYTES, DEFAULT_SEGMENT_SIZE, TinyDBEngine
@@ -131,7 +133,12 @@ class JobStore:
     :param segment_bytes: the size in bytes past which a state's last file takes no new job
         (a larger job gets a file of its own), so that large results keep each write small
     :param lease: seconds a claim lasts unless its worker renews it with :meth:`heartbeat`
-    :param max_attempts: claims a job gets before a lease that expires sends it to error
+    :param max_attempts: claims a job without retries (``maxRetries``) gets before a lease that
+        expires sends it to error
+    :param max_retries: the retries each job submitted gets unless it says otherwise (see
+        "Scheduling" in the README); 0 gives none, so a failure ends a job in error at once
+    :param retry_backoff: seconds a job's first retry waits unless it says otherwise; each
+        further retry waits twice as long, with jitter, up to an hour
     """
 
     def __init__(
@@ -145,9 +152,15 @@ class JobStore:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         lease: float = 300.0,
         max_attempts: int = 3,
+        max_retries: int = 0,
+        retry_backoff: float = _schedule.DEFAULT_BACKOFF,
     ) -> None:
         self.lease = seconds("lease", lease, positive=True)
         self.max_attempts = count("max_attempts", max_attempts, 1)
+        self.max_retries = count("max_retries", max_retries, 0)
+        self.retry_backoff = seconds("retry_backoff", retry_backoff, positive=True)
+        if self.retry_backoff > _schedule.BACKOFF_CAP:
+            raise InvalidArgumentError("retry_backoff", retry_backoff, f"a positive number of seconds up to {_schedule.BACKOFF_CAP:g}")
         if not isinstance(durable, bool):
             raise InvalidArgumentError("durable", durable, "True or False")
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout != lock_timeout:
@@ -218,6 +231,7 @@ class JobStore:
                         self._follow_schema(token, session)
                     batch = Batch()
                     result = operation(session, batch)
+                    lifecycle.cascade(session, batch)
                     if batch:
                         now = timestamp(utc_now())
                         for document in batch.documents():
@@ -349,20 +363,103 @@ class JobStore:
     def _new_job(self, job_id: str, state: JobStatus, fields: Mapping[str, Any]) -> Document:
         return {**self.schema.defaults(), **fields, "id": job_id, "status": state.value}
 
+    def _admit(self, session: Session, batch: Batch, fields: Mapping[str, Any], holders: dict[str, Document]) -> Document:
+        """Stage a job submitted with ``fields``, or return the job not yet ended that holds its key.
+
+        :param holders: key -> the job holding it, for every key the submission gives (looked up
+            beforehand, in key order, so that engines holding keys for a session take them in one order)
+        """
+        key = fields.get("key")
+        if isinstance(key, str) and key in holders:
+            return holders[key]
+        # Made under the lock: the defaults are those of the schema the store records now.
+        job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
+        if self.max_retries and "maxRetries" not in job:
+            job["maxRetries"] = self.max_retries  # written into the job: every process then retries it alike
+            job.setdefault("retryBackoff", self.retry_backoff)
+        state = JobStatus.PENDING
+        failed = self._check_needs(session, batch, job["id"], _schedule.depends_on(job))
+        if failed is not None:
+            state = JobStatus.ERROR
+            job["status"] = state.value
+            job["messages"] = lifecycle.with_message(job, f"dependency {failed} ended in error")
+        batch.put(state, job, new=True)
+        if isinstance(key, str):
+            holders[key] = job
+        return job
+
+    def _check_needs(self, session: Session, batch: Batch, job_id: str, needs: Iterable[str]) -> str | None:
+        """Refuse dependencies on unknown jobs, or that would make a cycle; return the first one in error, if any.
+
+        :raises InvalidJobError: naming ``dependsOn``
+        """
+        failed = None
+        for needed in needs:
+            if needed == job_id:
+                raise InvalidJobError(job_id, [("dependsOn", "a job cannot depend on itself")])
+            found = session.find(needed)
+            if found is None:
+                raise InvalidJobError(job_id, [("dependsOn", f"no job {needed!r} is in the store")])
+            if found[0] is JobStatus.ERROR and failed is None:
+                failed = needed
+            # A cycle would need a path back from the dependency to this job: follow every one.
+            seen, ahead = {needed}, list(_schedule.depends_on(found[1]))
+            while ahead:
+                step = ahead.pop()
+                if step == job_id:
+                    raise InvalidJobError(job_id, [("dependsOn", f"depending on {needed!r} makes a cycle: {needed!r} waits for this job")])
+                if step not in seen and (further := session.find(step)) is not None:
+                    seen.add(step)
+                    ahead += _schedule.depends_on(further[1])
+        return failed
+
+    def _holders(self, session: Session, specs: Iterable[Mapping[str, Any]]) -> dict[str, Document]:
+        keys = sorted({key for fields in specs if isinstance(key := fields.get("key"), str)})
+        return {key: dict(holder) for key in keys if (holder := session.holding(key)) is not None}
+
     # Creating and changing jobs
 
-    def create_job(self, name: str = "", user: str = "", request: str = "", result: str = "") -> Document:
+    def create_job(
+        self,
+        name: str = "",
+        user: str = "",
+        request: str = "",
+        result: str = "",
+        *,
+        run_at: datetime.datetime | str | None = None,
+        delay: float | datetime.timedelta | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        depends_on: Iterable[str | int] | None = None,
+        key: str | None = None,
+    ) -> Document:
         """Submit a new job: a fresh id, status ``pending``, last in the pending table.
 
-        :returns: the stored document
+        The keywords schedule it (see "Scheduling" in the README); none given, it is due at once.
+
+        :param run_at: not claimed before this time (a datetime, or ISO 8601 text; naive is UTC)
+        :param delay: not claimed for this many seconds (or this timedelta); not with ``run_at``
+        :param priority: due jobs of higher priority are claimed first (default 0)
+        :param max_retries: failures that send it back to pending, after a backoff, before one ends it in error
+        :param retry_backoff: seconds its first retry waits; each further one twice as long, with jitter
+        :param depends_on: ids of jobs that must all finish before it is claimed; it ends in error if one does
+        :param key: while a job with this key has not ended, submitting another returns that one instead
+        :returns: the stored document (for a key already held, the job that holds it)
+        :raises InvalidJobError: naming the field at fault (an unknown dependency, say); nothing is written
         """
-        fields = {"name": name, "user": user, "request": request, "result": result, "messages": ""}
+        given = {
+            "runAt": run_at,
+            "priority": priority,
+            "maxRetries": max_retries,
+            "retryBackoff": retry_backoff,
+            "dependsOn": None if depends_on is None else list(depends_on) if isinstance(depends_on, Iterable) and not isinstance(depends_on, (str, bytes, Mapping)) else depends_on,
+            "key": key,
+        }
+        fields = {"name": name, "user": user, "request": request, "result": result, "messages": "", **_schedule.plan("new job", given, delay)}
 
         def create(session: Session, batch: Batch) -> Document:
-            # Made under the lock: the defaults are those of the schema the store records now.
-            job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
-            batch.put(JobStatus.PENDING, job, new=True)
-            return job
+            return self._admit(session, batch, fields, self._holders(session, [fields]))
 
         return self._transact(create)
 
@@ -370,8 +467,10 @@ class JobStore:
         """Submit many jobs at once: one lock, one write per file, all of them or none.
 
         :param specs: for each job, a dict of its fields (``name``, ``user``, ``request``, ``result``,
-            or any other field of the schema but ``id`` and ``status``)
-        :returns: the stored documents, in the order of ``specs``
+            the scheduling fields ``runAt``, ``priority``, ``maxRetries``, ``retryBackoff``,
+            ``dependsOn`` and ``key``, ``delay`` in seconds, or any other field of the schema but
+            ``id`` and ``status``)
+        :returns: the stored documents, in the order of ``specs`` (for a key already held, the job that holds it)
         :raises InvalidJobError: naming the first spec at fault (by its index); nothing is written
         """
         if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
@@ -382,20 +481,27 @@ class JobStore:
             for name in ("id", "status"):
                 if name in fields:
                     raise InvalidJobError(f"#{index}", [(name, "is assigned by the store, not given")])
-            given.append({"messages": "", **fields})
+            delay = fields.pop("delay", None)
+            given.append({"messages": "", **_schedule.plan(f"#{index}", fields, delay)})
         jobs: list[Document] = []
 
         def create(session: Session, batch: Batch) -> list[Document]:
-            jobs[:] = [self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields) for fields in given]
-            for job in jobs:
-                batch.put(JobStatus.PENDING, job, new=True)
+            holders = self._holders(session, given)
+            jobs[:] = []
+            for fields in given:
+                try:
+                    jobs.append(self._admit(session, batch, fields, holders))
+                except InvalidJobError as error:
+                    raise InvalidJobError(f"#{len(jobs)}", error.problems) from None
             return jobs
 
         try:
             return self._transact(create)
         except InvalidJobError as error:
-            index = next(i for i, job in enumerate(jobs) if job["id"] == error.job_id)
-            raise InvalidJobError(f"#{index}", error.problems) from None
+            position = next((i for i, job in enumerate(jobs) if job["id"] == error.job_id), None)
+            if position is None:
+                raise
+            raise InvalidJobError(f"#{position}", error.problems) from None
 
     @staticmethod
     def _own_id(job_id: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -422,8 +528,11 @@ class JobStore:
         job_id = job_id_of(job_id)
         fields = self._own_id(job_id, _fields(job_id, data, "data"))
         _same_id(job_id, fields)
+        fields.update(_schedule.plan(job_id, {name: fields[name] for name in _schedule.FIELDS if fields.get(name) is not None}))
 
         def set_job(session: Session, batch: Batch) -> Document:
+            if "dependsOn" in fields:
+                self._check_needs(session, batch, job_id, fields["dependsOn"])
             found = session.find(job_id)
             job = {**found[1], **fields, "status": target.value} if found else self._new_job(job_id, target, fields)
             batch.put(target, job)
@@ -557,7 +666,8 @@ class JobStore:
             worker = f"{socket.gethostname()}:{os.getpid()}"
         elif not isinstance(worker, str) or not worker:
             raise InvalidArgumentError("worker", worker, "a non-empty string")
-        operation = lifecycle.claim(worker, self.lease if lease is None else seconds("lease", lease, positive=True), self.max_attempts)
+        lease = self.lease if lease is None else seconds("lease", lease, positive=True)
+        operation = lifecycle.claim(worker, lease, self.max_attempts, self.retry_backoff)
         patience = 0.0 if wait is None else seconds("wait", wait)
         if not patience:
             return self._transact(operation)
@@ -586,7 +696,7 @@ class JobStore:
 
         :returns: the ids of the jobs recovered
         """
-        return self._transact(lifecycle.requeue_expired(self.max_attempts))
+        return self._transact(lifecycle.requeue_expired(self.max_attempts, self.retry_backoff))
 
     def set_job_progress(self, job_id: str | int, completed: int, total: int | None = None) -> Document:
         """Record how far a running job has got: ``progress = {"completed": completed, "total": total}``.
@@ -608,15 +718,21 @@ class JobStore:
             raise InvalidJobError(job_id, [("messages", f"a message is a string, not {type(text).__name__}")])
         return self._transact(lifecycle.report(job_id, "add a message to", lambda job: {"messages": lifecycle.with_message(job, text)}))
 
-    def fail_job(self, job_id: str | int, message: str = "") -> Document:
+    def fail_job(self, job_id: str | int, message: str = "", retry: bool = True) -> Document:
         """Move a job that has not ended to ``error``, adding ``message`` to its messages.
 
+        A running job with retries left (``maxRetries``) goes back to pending instead, due after
+        its backoff, a line in its messages saying which retry and when; the job returned says which.
+
+        :param retry: False ends the job in error now, whatever retries it has left
         :raises JobStateError: when the job is already finished or in error
         """
         job_id = job_id_of(job_id)
         if not isinstance(message, str):
             raise InvalidJobError(job_id, [("messages", f"a message is a string, not {type(message).__name__}")])
-        return self._transact(lifecycle.fail(job_id, message))
+        if not isinstance(retry, bool):
+            raise InvalidArgumentError("retry", retry, "True or False")
+        return self._transact(lifecycle.fail(job_id, message, retry, self.retry_backoff))
 
     def release_job(self, job_id: str | int, reason: str = "", worker: str | None = None) -> Document:
         """Hand a running job back to pending (a worker told to stop does this), its claim not counted as an attempt.

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from jobstore import InvalidArgumentError, JobStateError, JobStore
-from jobstore._lifecycle import parse_time
+from jobstore._times import parse_time
 
 from conftest import acks, raw_tables, run_workers, start_worker
 

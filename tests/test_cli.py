@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jobstore import JobStore
-from jobstore._lifecycle import parse_time
+from jobstore._times import parse_time
 
 from conftest import SCRIPT, one_line_error, start_worker
 

@@ -134,9 +134,30 @@ def _store() -> JobStore:
 
 
 @_camel_case_errors
-def createJob(name: str, user: str, request: str, result: str) -> dict[str, Any]:
-    """Submit a new pending job with a fresh id; returns the stored document."""
-    return _store().create_job(name, user, request, result)
+def createJob(
+    name: str,
+    user: str,
+    request: str,
+    result: str,
+    *,
+    runAt: datetime.datetime | str | None = None,
+    delay: float | datetime.timedelta | None = None,
+    priority: int | None = None,
+    maxRetries: int | None = None,
+    retryBackoff: float | None = None,
+    dependsOn: Iterable[str | int] | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """Submit a new pending job with a fresh id; returns the stored document.
+
+    The keywords schedule it, as :meth:`JobStore.create_job` says: not before ``runAt`` or
+    ``delay`` seconds, by ``priority``, with ``maxRetries`` after ``retryBackoff`` seconds, after
+    the jobs ``dependsOn`` names have finished; a ``key`` another job not yet ended holds returns that job.
+    """
+    return _store().create_job(
+        name, user, request, result, run_at=runAt, delay=delay, priority=priority, max_retries=maxRetries,
+        retry_backoff=retryBackoff, depends_on=dependsOn, key=key,
+    )
 
 
 @_camel_case_errors
@@ -242,9 +263,9 @@ def appendJobMessage(jobId: str | int, text: str) -> dict[str, Any]:
 
 
 @_camel_case_errors
-def failJob(jobId: str | int, message: str = "") -> dict[str, Any]:
-    """Move a job that has not ended to error, adding the message."""
-    return _store().fail_job(jobId, message)
+def failJob(jobId: str | int, message: str = "", retry: bool = True) -> dict[str, Any]:
+    """Move a job that has not ended to error, adding the message; a running job with retries left goes back to pending after its backoff, unless ``retry`` is False."""
+    return _store().fail_job(jobId, message, retry)
 
 
 @_camel_case_errors

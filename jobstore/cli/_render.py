@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.cells import cell_len
 
-from .._lifecycle import age, lease_lapsed, parse_time, span, utc_now
+from .._lifecycle import lease_lapsed
+from .._times import age, parse_time, span, utc_now
 from .._status import STATES, JobStatus
 
 _TIMES = ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt")

@@ -29,6 +29,8 @@ class Batch:
     deletes: set[str] = field(default_factory=set)
     #: ids just made up (uuid4), so that no table can hold them yet: no need to look.
     new: set[str] = field(default_factory=set)
+    #: ids of jobs the batch moves out of their table and back: they enter it anew, last.
+    reentered: set[str] = field(default_factory=set)
 
     def put(self, state: JobStatus, document: Document, *, new: bool = False) -> None:
         """Stage ``document`` as the whole of its job, in ``state``'s table.
@@ -37,6 +39,9 @@ class Batch:
         """
         job_id = document["id"]
         self.deletes.discard(job_id)
+        staged = self.puts.get(job_id)
+        if staged is not None and staged[0] is not state:
+            self.reentered.add(job_id)  # moved twice here (recovered, then claimed): its place is a new one
         self.puts[job_id] = (state, document)
         if new:
             self.new.add(job_id)
@@ -100,8 +105,23 @@ class Session(Protocol):
         need not sort them out, one across a network should.
         """
 
-    def first(self, state: JobStatus) -> Mapping[str, Any] | None:
-        """Return the job that entered ``state``'s table first of those still in it, or None."""
+    def due(self, moment: str) -> Mapping[str, Any] | None:
+        """Return the pending job a claim takes at ``moment``, or None: the first in the claim order
+        (see ``jobstore._schedule``) of those due by then whose dependencies have all finished.
+
+        An engine whose sessions run side by side holds it for this session, and passes over jobs
+        other sessions hold.
+        """
+
+    def dependents(self, job_id: str) -> Sequence[Mapping[str, Any]]:
+        """Return the idle and pending jobs whose ``dependsOn`` names the job."""
+
+    def holding(self, key: str) -> Mapping[str, Any] | None:
+        """Return the job not yet ended (idle, pending or running) whose ``key`` is ``key``, or None.
+
+        An engine whose sessions run side by side holds the key for this session, so that no other
+        session can submit a job with it until this one ends.
+        """
 
     def apply(self, batch: Batch) -> None:
         """Write every change of the batch atomically: after a crash, all of it or none of it is seen."""

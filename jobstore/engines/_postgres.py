@@ -34,13 +34,35 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from .._errors import InvalidArgumentError, InvalidJobError, StoreLockTimeout, StoreWriteError
+from .._errors import CorruptStoreError, InvalidArgumentError, InvalidJobError, StoreLockTimeout, StoreWriteError
 from .._status import STATES, JobStatus
 from .._watch import POLL_INTERVAL
 from ._base import Batch, Conflict, Document, StoreProblem
 
 #: The layout's version, recorded in the store so that a later release can migrate it.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+
+#: What a pending job's row holds besides its document, for the claim order (see ``_schedule``):
+#: derived from the document by the database itself, so no write can leave them behind it.
+_CLAIM_COLUMNS = (
+    "priority numeric GENERATED ALWAYS AS (COALESCE((doc->'priority')::numeric, 0)) STORED",
+    "due text GENERATED ALWAYS AS (COALESCE(doc->>'runAt', doc->'history'->-1->>'at', doc->>'createdAt', '')) STORED",
+)
+
+
+def _scheduling_indexes() -> list[str]:
+    """The indexes a claim (by priority, then due time), a key and a dependency are looked up by (``{s}`` the schema)."""
+    return [
+        "CREATE INDEX IF NOT EXISTS jobs_pending_due ON {s}.jobs_pending (priority DESC, due, entered)",
+        *(f"CREATE INDEX IF NOT EXISTS {table_of(state)}_key ON {{s}}.{table_of(state)} ((doc->>'key'))" for state in _LIVE),
+        *(f"CREATE INDEX IF NOT EXISTS {table_of(state)}_needs ON {{s}}.{table_of(state)} USING gin ((doc->'dependsOn'))" for state in _WAITING),
+    ]
+
+
+#: What layout 1 (jobstore 0.x before scheduling) needs to become layout 2.
+_TO_LAYOUT_2 = [
+    "ALTER TABLE {s}.jobs_pending " + ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in _CLAIM_COLUMNS),
+]
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -48,6 +70,39 @@ def table_of(state: JobStatus) -> str:
     """The table holding a state's jobs."""
     return f"jobs_{state.value}"
 
+
+#: The states of jobs not yet ended, which hold their keys.
+_LIVE = (JobStatus.IDLE, JobStatus.PENDING, JobStatus.RUNNING)
+#: The states of jobs that wait, for their dependencies among other things.
+_WAITING = (JobStatus.IDLE, JobStatus.PENDING)
+
+#: The first due job in the claim order whose dependencies have all finished, locked, passing
+#: over rows others hold: one index probe per priority present (a skip scan, by the recursive
+#: part), then, within a priority, the rows due by now in due order: jobs due later are never read.
+_DUE = """
+WITH RECURSIVE levels (p) AS (
+    (SELECT priority FROM {0}.jobs_pending ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM {0}.jobs_pending WHERE priority < levels.p ORDER BY priority DESC LIMIT 1)
+    FROM levels WHERE levels.p IS NOT NULL
+)
+SELECT job.id, job.doc, job.version FROM levels CROSS JOIN LATERAL (
+    SELECT id, doc, version FROM {0}.jobs_pending t
+    WHERE t.priority = levels.p AND t.due <= %(now)s AND NOT EXISTS (
+        SELECT FROM jsonb_array_elements_text(CASE jsonb_typeof(t.doc->'dependsOn') WHEN 'array' THEN t.doc->'dependsOn' ELSE '[]' END) AS needed (id)
+        WHERE NOT EXISTS (SELECT FROM {0}.jobs_finished f WHERE f.id = needed.id)
+    )
+    ORDER BY t.due, t.entered LIMIT 1 FOR UPDATE SKIP LOCKED
+) job LIMIT 1
+"""
+
+#: The waiting jobs that depend on a job.
+_DEPENDENTS = " UNION ALL ".join(
+    f"SELECT '{state.value}', doc, version FROM {{0}}.{table_of(state)} WHERE doc->'dependsOn' ? %(id)s" for state in _WAITING
+)
+
+#: The job not yet ended that holds a key.
+_HOLDING = " UNION ALL ".join(f"SELECT '{state.value}', doc, version FROM {{0}}.{table_of(state)} WHERE doc->>'key' = %(key)s" for state in _LIVE) + " LIMIT 1"
 
 #: A job looked for in every table at once (``{0}`` the store's schema).
 _FIND = " UNION ALL ".join(f"SELECT '{state.value}', doc, version FROM {{0}}.{table_of(state)} WHERE id = %(id)s" for state in STATES)
@@ -154,17 +209,32 @@ class PostgresSession:
             self._read[document["id"]] = (JobStatus.RUNNING, version)
         return [row[0] for row in rows]
 
-    def first(self, state: JobStatus) -> Document | None:
-        # The oldest job of the state no other transaction holds: claimers pass each other by.
-        # The row is locked, so what is read is its latest version; the lock lasts until the
-        # claim's write commits, so the transaction opens here, in the same round trip.
-        query = self._q("SELECT id, doc, version FROM {0}.{1} ORDER BY entered LIMIT 1 FOR UPDATE SKIP LOCKED", table_of(state))
-        row = self._run([(query, None)], begin=True)[0].fetchone()
+    def due(self, moment: str) -> Document | None:
+        # The row is locked, so what is read is its latest version; claimers pass each other by.
+        # The lock lasts until the claim's write commits, so the transaction opens here, in the
+        # same round trip.
+        row = self._run([(self._q(_DUE), {"now": moment})], begin=True)[0].fetchone()
         if row is None:
             return None
         job_id, document, version = row
-        self._read[job_id] = (state, version)
+        self._read[job_id] = (JobStatus.PENDING, version)
         return cast(Document, document)
+
+    def _rows(self, rows: list[tuple[str, Document, int]]) -> list[Document]:
+        for state, document, version in rows:
+            self._read[document["id"]] = (JobStatus(state), version)
+        return [row[1] for row in rows]
+
+    def dependents(self, job_id: str) -> list[Document]:
+        return self._rows(self._db.execute(self._q(_DEPENDENTS), {"id": job_id}).fetchall())
+
+    def holding(self, key: str) -> Document | None:
+        # Held until the session ends, so that two sessions submitting with one key take turns: the
+        # second sees the job of the first.
+        lock = (sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%(name)s), hashtext(%(key)s))").format(), {"name": self._engine.channel, "key": key})
+        rows = self._run([lock, (self._q(_HOLDING), {"key": key})], begin=True)[1].fetchall()
+        found = self._rows(rows)
+        return found[0] if found else None
 
     def apply(self, batch: Batch) -> None:
         writes = [self._put(job_id, state, document, new=job_id in batch.new) for job_id, (state, document) in batch.puts.items()]
@@ -345,27 +415,40 @@ class PostgresEngine:
                 "entered bigint NOT NULL DEFAULT nextval('{s}.entered'), version bigint NOT NULL DEFAULT nextval('{s}.versions'), "
                 f"doc jsonb NOT NULL CHECK (doc->>'id' = id AND doc->>'status' = '{state.value}'))"
             )
+            if state is JobStatus.PENDING:
+                statements[-1] = statements[-1][:-1] + ", " + ", ".join(_CLAIM_COLUMNS) + ")"
             statements.append(f"CREATE INDEX IF NOT EXISTS {table_of(state)}_entered ON {{s}}.{table_of(state)} (entered)")
+        statements += _scheduling_indexes()
         statements.append("INSERT INTO {s}.meta (key, value) VALUES ('layout', %s), ('schema_version', '0') ON CONFLICT DO NOTHING")
         with self._connection() as db:
-            if self._made(db):
+            if self._layout(db) == LAYOUT_VERSION:
                 # No DDL on a store in use: even CREATE ... IF NOT EXISTS locks a table against writers.
                 return
             with db.transaction():
                 # Two processes making the same tables at once would collide: one makes them, the other waits.
                 db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
-                if self._made(db):
+                layout = self._layout(db)
+                if layout == LAYOUT_VERSION:
                     return
+                if layout == 1:
+                    statements = [*_TO_LAYOUT_2, *_scheduling_indexes(), "UPDATE {s}.meta SET value = %s WHERE key = 'layout'"]
                 for statement in statements:
                     text = statement.replace("{s}", f'"{self.name}"')
                     db.execute(text.encode(), (Jsonb(LAYOUT_VERSION),) if "%s" in text else None)
 
-    def _made(self, db: psycopg.Connection[Any]) -> bool:
-        """Whether the store's tables are all there: its layout is recorded last, as they are made."""
+    def _layout(self, db: psycopg.Connection[Any]) -> int | None:
+        """The layout version the store records (recorded last, as its tables are made); None when it has none yet.
+
+        :raises CorruptStoreError: for a layout this release does not know (a later release's)
+        """
         if db.execute("SELECT to_regclass(%s)", (f'"{self.name}".meta',)).fetchone()[0] is None:  # type: ignore[index]
-            return False
+            return None
         row = db.execute(sql.SQL("SELECT value FROM {}.meta WHERE key = 'layout'").format(sql.Identifier(self.name))).fetchone()
-        return row is not None
+        if row is None:
+            return None
+        if row[0] not in (1, LAYOUT_VERSION):
+            raise CorruptStoreError(self.name, f"its layout is version {row[0]!r}, which this release of jobstore does not know (it knows 1 to {LAYOUT_VERSION}): use a later release")
+        return cast(int, row[0])
 
     @contextmanager
     def _live(self) -> Iterator[psycopg.Connection[Any]]:

@@ -33,6 +33,7 @@ from tinydb.table import Document as TinyDocument
 from tinydb.table import Table
 
 from ._base import Batch, Document, StoreProblem
+from ._due import SegmentSchedule
 from .._errors import CorruptStoreError, JobStoreError, NotAStoreError, StoreWriteError, UnsafeStoreError
 from .._files import (
     TEMP_SUFFIX,
@@ -45,6 +46,7 @@ from .._files import (
 )
 from .._folder import Folder
 from .._lock import StoreLock
+from .._schedule import depends_on
 from .._status import STATES, JobStatus
 from .._wal import FileChange, Marker, Record, WriteAheadLog
 from .._watch import POLL_INTERVAL, ChangeWaiter
@@ -231,6 +233,7 @@ class Segment:
         database = SegmentDatabase(root / self.name, state, folder)
         self.storage = cast(SegmentStorage, database.storage)
         self.table = cast(JobTable, database.table(state.value))
+        self._schedule: SegmentSchedule | None = None
 
     def __len__(self) -> int:
         return len(self.storage.table)
@@ -239,6 +242,12 @@ class Segment:
         """The job's document in this segment, or None."""
         found = self.table.get(doc_id=job_id)  # type: ignore[call-overload]  # TinyDB types doc ids as int
         return cast("TinyDocument | None", found)
+
+    def schedule(self) -> SegmentSchedule:
+        """The segment's jobs in claim order, with their keys and dependencies, as its table is now."""
+        if self._schedule is None or self._schedule.table is not self.storage.table:
+            self._schedule = SegmentSchedule(self.storage.table)
+        return self._schedule
 
 
 class StateTable:
@@ -309,11 +318,32 @@ class StateTable:
         number = self.locate(job_id)
         return None if number is None else self.segments[number].document(job_id)
 
-    def first(self) -> TinyDocument | None:
+    def due(self, moment: str, ready: Callable[[Mapping[str, Any]], bool]) -> TinyDocument | None:
+        """The first job in claim order due by ``moment`` and ``ready``; ties go to the job that entered first."""
+        best: tuple[float, str, int, int, str] | None = None
         for number in list(self.segments):
-            segment = self.ensure(number)
-            for job_id in segment.storage.table:
-                return segment.document(job_id)
+            entry = self.ensure(number).schedule().first_due(moment, ready)
+            if entry is not None and (best is None or (entry[0], entry[1], number, entry[2]) < best[:4]):
+                best = (entry[0], entry[1], number, entry[2], entry[3])
+        return None if best is None else self.segments[best[2]].document(best[4])
+
+    def needing(self, job_id: str) -> list[TinyDocument]:
+        """The jobs of the table whose dependsOn names the job."""
+        self.ensure_all()
+        return [
+            document
+            for segment in self.segments.values()
+            for needy in segment.schedule().needed_by.get(job_id, ())
+            if (document := segment.document(needy)) is not None
+        ]
+
+    def keyed(self, key: str) -> TinyDocument | None:
+        """The job of the table whose key is ``key``, or None."""
+        self.ensure_all()
+        for segment in self.segments.values():
+            holder = segment.schedule().keys.get(key)
+            if holder is not None:
+                return segment.document(holder)
         return None
 
     def all(self) -> list[TinyDocument]:
@@ -381,8 +411,21 @@ class TinyDBSession:
     def lapsed(self, moment: str) -> list[TinyDocument]:
         return self.jobs(JobStatus.RUNNING)  # in memory already: the caller's check of each is as cheap
 
-    def first(self, state: JobStatus) -> TinyDocument | None:
-        return self._engine.table(state).first()
+    def due(self, moment: str) -> TinyDocument | None:
+        finished = self._engine.table(JobStatus.FINISHED)
+        return self._engine.table(JobStatus.PENDING).due(
+            moment, lambda job: all(finished.get(needed) is not None for needed in depends_on(job))
+        )
+
+    def dependents(self, job_id: str) -> list[TinyDocument]:
+        return [job for state in (JobStatus.IDLE, JobStatus.PENDING) for job in self._engine.table(state).needing(job_id)]
+
+    def holding(self, key: str) -> TinyDocument | None:
+        for state in (JobStatus.IDLE, JobStatus.PENDING, JobStatus.RUNNING):
+            found = self._engine.table(state).keyed(key)
+            if found is not None:
+                return found
+        return None
 
     def apply(self, batch: Batch) -> None:
         self._engine.commit(batch)
@@ -829,7 +872,7 @@ class TinyDBEngine:
         appending: dict[JobStatus, tuple[int, int, int]] = {}
         for job_id, (state, document) in batch.puts.items():
             holder = None if job_id in batch.new else self._holder(job_id)
-            if holder is not None and holder[0] is state:
+            if holder is not None and holder[0] is state and job_id not in batch.reentered:
                 number = holder[1]
             else:
                 if holder is not None:

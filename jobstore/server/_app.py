@@ -25,7 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Match, Route
 
 from .._errors import InvalidArgumentError, JobNotFoundError, JobStateError, JobStoreError
-from .._lifecycle import FINAL_STATES, parse_time, statistics, utc_now
+from .._lifecycle import FINAL_STATES, statistics
+from .._times import parse_time, utc_now
 from .._status import JobStatus
 from .._store import JobStore, count, seconds
 from .._version import __version__

@@ -12,7 +12,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .._lifecycle import entered, parse_time, statistics, utc_now
+from .._lifecycle import entered, statistics
+from .._times import parse_time, utc_now
 from .._status import STATES, JobStatus
 from ._layout import ago, layout
 from ._page import progress_bar

@@ -7,7 +7,7 @@ import json
 from html import escape
 from typing import Any
 
-from .._lifecycle import age
+from .._times import age
 from .._version import __version__
 
 #: Where pages come from and may reach: this service alone (no inline script, nothing from elsewhere).

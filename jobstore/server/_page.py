@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from .._lifecycle import FINAL_STATES, utc_now
+from .._lifecycle import FINAL_STATES
+from .._times import utc_now
 from .._status import JobStatus
 from ._layout import ago, layout, text
 
