@@ -141,12 +141,11 @@ def claim(worker: str, lease: float, max_attempts: int, default_backoff: float) 
 
     def operation(session: Session, batch: Batch) -> Document | None:
         moment = utc_now()
-        now = timestamp(moment)
+        recovered = recover_expired(session, batch, moment, max_attempts, default_backoff)
+        now = timestamp(utc_now())  # after the recovery, which stamped the jobs it requeued
         # Jobs recovered just now are not in the store's pending table yet: they compete here.
         candidates = [
-            job
-            for job in recover_expired(session, batch, moment, max_attempts, default_backoff)
-            if job["status"] == JobStatus.PENDING and _schedule.due_since(job) <= now and ready(session, job)
+            job for job in recovered if job["status"] == JobStatus.PENDING and _schedule.due_since(job) <= now and ready(session, job)
         ]
         found = session.due(now)
         if found is not None:
@@ -286,7 +285,7 @@ def release(job_id: str, worker: str | None, reason: str) -> Operation[Document]
         if job.get("cancelRequested"):
             return _move(batch, JobStatus.ERROR, job, canceled=True, messages=with_message(job, f"canceled: {why}"))
         attempts = job.get("attempts", 0)
-        fields = {"attempts": attempts - 1} if isinstance(attempts, int) and attempts > 0 else {}
+        fields: dict[str, Any] = {"attempts": attempts - 1} if isinstance(attempts, int) and attempts > 0 else {}
         return _requeue(batch, job, f"{why}; back in the queue", **fields)
 
     return operation

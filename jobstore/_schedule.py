@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InvalidJobError
@@ -87,7 +88,7 @@ def run_at_text(job_id: object, value: object) -> str:
     return timestamp(moment)
 
 
-def plan(job_id: object, fields: dict[str, Any], delay: object = None) -> dict[str, Any]:
+def settle(job_id: object, fields: dict[str, Any], delay: object = None) -> dict[str, Any]:
     """Check and settle the scheduling fields a submitter gave, in place: ``delay`` becomes ``runAt``, a time is written as jobstore writes times.
 
     The types are the schema's to check too; these checks name what a caller most often gets wrong.
@@ -135,3 +136,39 @@ def plan(job_id: object, fields: dict[str, Any], delay: object = None) -> dict[s
         if fields.get(name) is None:
             fields.pop(name, None)  # None means not given
     return fields
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job's scheduling says of it now, for people: the command's list and the dashboard."""
+
+    #: when it is due (``runAt``), while it waits for that time; None when it is due already or has ended
+    due: str | None
+    #: its priority (0 unless given)
+    priority: float
+    #: retries it has left, for a job with ``maxRetries``; None for one without
+    retries_left: int | None
+    #: the jobs it depends on that have not finished, while it waits
+    waits_on: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        """Whether there is anything to say: a plain job has no plan worth a column."""
+        return self.due is not None or self.priority != 0 or self.retries_left is not None or bool(self.waits_on)
+
+
+def plan(job: Mapping[str, Any], finished: Container[str], now: str | None = None) -> Plan:
+    """The job's plan as it stands at ``now`` (a time as jobstore writes it; by default the present).
+
+    :param finished: the ids of the jobs that have finished (a set, or a table's keys)
+    """
+    status = job.get("status")
+    waiting = status in ("idle", "pending")
+    run_at = job.get("runAt")
+    moment = now or timestamp(utc_now())
+    allowed, used = job.get("maxRetries"), job.get("retries", 0)
+    return Plan(
+        due=run_at if waiting and isinstance(run_at, str) and run_at > moment else None,
+        priority=priority(job),
+        retries_left=max(allowed - used, 0) if isinstance(allowed, int) and isinstance(used, int) else None,
+        waits_on=tuple(needed for needed in depends_on(job) if needed not in finished) if waiting else (),
+    )

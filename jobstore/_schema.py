@@ -254,7 +254,15 @@ def _plainest(spec: Any) -> Any:
         parts = parts if isinstance(parts, Mapping) else {}
         required = spec.get("required")
         return {name: _plainest(parts.get(name)) for name in required if isinstance(name, str)} if isinstance(required, list) else {}
-    return copy.deepcopy(_EMPTY_VALUES.get(kinds[0], "")) if kinds and isinstance(kinds[0], str) else ""
+    if not kinds or not isinstance(kinds[0], str):
+        return ""
+    if kinds[0] in ("integer", "number"):
+        # The least value allowed, where zero is not (a positive backoff).
+        least = spec.get("minimum", spec.get("exclusiveMinimum", 0) + 1 if "exclusiveMinimum" in spec else 0)
+        return least if isinstance(least, (int, float)) and not isinstance(least, bool) else 0
+    if kinds[0] == "string" and isinstance(spec.get("minLength"), int) and spec["minLength"] > 0:
+        return "-" * spec["minLength"]  # an empty string is too short
+    return copy.deepcopy(_EMPTY_VALUES.get(kinds[0], ""))
 
 
 class _Check:

@@ -456,7 +456,7 @@ class JobStore:
             "dependsOn": None if depends_on is None else list(depends_on) if isinstance(depends_on, Iterable) and not isinstance(depends_on, (str, bytes, Mapping)) else depends_on,
             "key": key,
         }
-        fields = {"name": name, "user": user, "request": request, "result": result, "messages": "", **_schedule.plan("new job", given, delay)}
+        fields = {"name": name, "user": user, "request": request, "result": result, "messages": "", **_schedule.settle("new job", given, delay)}
 
         def create(session: Session, batch: Batch) -> Document:
             return self._admit(session, batch, fields, self._holders(session, [fields]))
@@ -482,7 +482,7 @@ class JobStore:
                 if name in fields:
                     raise InvalidJobError(f"#{index}", [(name, "is assigned by the store, not given")])
             delay = fields.pop("delay", None)
-            given.append({"messages": "", **_schedule.plan(f"#{index}", fields, delay)})
+            given.append({"messages": "", **_schedule.settle(f"#{index}", fields, delay)})
         jobs: list[Document] = []
 
         def create(session: Session, batch: Batch) -> list[Document]:
@@ -528,7 +528,7 @@ class JobStore:
         job_id = job_id_of(job_id)
         fields = self._own_id(job_id, _fields(job_id, data, "data"))
         _same_id(job_id, fields)
-        fields.update(_schedule.plan(job_id, {name: fields[name] for name in _schedule.FIELDS if fields.get(name) is not None}))
+        fields.update(_schedule.settle(job_id, {name: fields[name] for name in _schedule.FIELDS if fields.get(name) is not None}))
 
         def set_job(session: Session, batch: Batch) -> Document:
             if "dependsOn" in fields:

@@ -8,6 +8,7 @@ Needs the ``client`` extra (``pip install 'jobstore[client]'``, httpx).
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import time
@@ -19,7 +20,8 @@ from urllib.parse import quote
 import httpx
 
 from .engines._base import StoreProblem
-from ._errors import InvalidArgumentError, JobNotFoundError, NotAuthorizedError, ServiceUnavailableError, WaitTimeout
+from . import _schedule
+from ._errors import InvalidArgumentError, InvalidJobError, JobNotFoundError, NotAuthorizedError, ServiceUnavailableError, WaitTimeout
 from ._lifecycle import entered
 from ._schema import JobSchema
 from ._status import STATES, JobStatus
@@ -37,6 +39,32 @@ _PAGE = 1000
 def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments that were given: None means "the service's default", so it is not sent."""
     return {name: value for name, value in arguments.items() if value is not None}
+
+
+def _scheduled(job_ref: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A job's fields with its scheduling checked as the store checks it, and put as JSON carries it.
+
+    A refusal comes before anything is sent, naming the field as the store would. A ``delay`` goes
+    as seconds, not as the time it ends: the service's clock, not this machine's, starts it.
+
+    :param job_ref: the job as an error names it (``new job``, or a spec's ``#index``)
+    :param fields: the fields given (a copy, changed in place); ``delay`` among them
+    """
+    delay = fields.pop("delay", None)
+    given = {name: fields.pop(name) for name in _schedule.FIELDS if name in fields}
+    settled = _schedule.settle(job_ref, given, delay)
+    if delay is not None:
+        settled.pop("runAt")
+        fields["delay"] = delay.total_seconds() if isinstance(delay, datetime.timedelta) else delay
+    fields.update(settled)
+    return fields
+
+
+def _listed(ids: Iterable[str | int] | None) -> Any:
+    """Dependencies given as any iterable of ids, as a list (as the store takes them); anything else as it is, for the check to name."""
+    if ids is None or isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+        return ids
+    return list(ids)
 
 
 class JobClient:
@@ -116,13 +144,56 @@ class JobClient:
 
     # Creating and changing jobs, as JobStore names them
 
-    def create_job(self, name: str = "", user: str = "", request: str = "", result: str = "") -> dict[str, Any]:
-        """Submit a new pending job; returns the stored document."""
-        return self.create_jobs([{"name": name, "user": user, "request": request, "result": result}])[0]
+    def create_job(
+        self,
+        name: str = "",
+        user: str = "",
+        request: str = "",
+        result: str = "",
+        *,
+        run_at: datetime.datetime | str | None = None,
+        delay: float | datetime.timedelta | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        depends_on: Iterable[str | int] | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a new pending job, scheduled by the keywords as :meth:`JobStore.create_job` is; returns the stored document.
+
+        Only the keywords given are sent, under the schema's names: ``run_at`` as ISO 8601 text (a
+        naive datetime is UTC), ``delay`` as seconds, counted from when the service takes the job.
+
+        :returns: the stored document (for a key already held, the job that holds it)
+        :raises InvalidJobError: naming the field at fault; nothing is sent for a value the store would refuse whatever it holds
+        """
+        fields = {
+            "runAt": run_at,
+            "delay": delay,
+            "priority": priority,
+            "maxRetries": max_retries,
+            "retryBackoff": retry_backoff,
+            "dependsOn": _listed(depends_on),
+            "key": key,
+        }
+        spec = _scheduled("new job", {"name": name, "user": user, "request": request, "result": result, **fields})
+        job: dict[str, Any] = self._json("POST", "/jobs", body=[spec])["jobs"][0]
+        return job
 
     def create_jobs(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Submit many jobs at once, all or none; returns the stored documents in order."""
-        jobs: list[dict[str, Any]] = self._json("POST", "/jobs", body=[dict(spec) for spec in specs])["jobs"]
+        """Submit many jobs at once, all or none; returns the stored documents in order.
+
+        Each spec takes the fields :meth:`JobStore.create_jobs` takes; a ``runAt`` given as a
+        datetime and a ``delay`` as a timedelta are sent as the service reads them.
+        """
+        if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
+            raise InvalidArgumentError("specs", specs, "a list of dicts of job fields")
+        sent = []
+        for index, spec in enumerate(specs):
+            if not isinstance(spec, Mapping):
+                raise InvalidJobError(f"#{index}", [(None, f"spec #{index} must be a dict of job fields, not {type(spec).__name__}")])
+            sent.append(_scheduled(f"#{index}", dict(spec)))
+        jobs: list[dict[str, Any]] = self._json("POST", "/jobs", body=sent)["jobs"]
         return jobs
 
     def set_job(self, job_id: str | int, data: Mapping[str, Any] | None = None, state: str = "pending") -> dict[str, Any]:
@@ -199,9 +270,15 @@ class JobClient:
         """Add a line to a running job's messages."""
         return self._act(job_id, "messages", text=text)
 
-    def fail_job(self, job_id: str | int, message: str = "") -> dict[str, Any]:
-        """Move a job that has not ended to error, adding the message."""
-        return self._act(job_id, "fail", message=message)
+    def fail_job(self, job_id: str | int, message: str = "", retry: bool = True) -> dict[str, Any]:
+        """Move a job that has not ended to error, adding the message; a running job with retries left goes back to pending after its backoff instead.
+
+        :param retry: False ends the job in error now, whatever retries it has left
+        """
+        if not isinstance(retry, bool):
+            raise InvalidArgumentError("retry", retry, "True or False")
+        # The default is left unsaid, so that a service older than retries takes the call too.
+        return self._act(job_id, "fail", message=message, retry=None if retry else False)
 
     def release_job(self, job_id: str | int, reason: str = "", worker: str | None = None) -> dict[str, Any]:
         """Hand a running job back to pending, its claim not counted as an attempt."""
@@ -315,7 +392,31 @@ class JobClient:
         """Store the result and finish the job, returning nothing, as api.job's updateJobResult."""
         self.update_job_result(jobId, data, inputJob)
 
-    createJob = create_job
+    def createJob(
+        self,
+        name: str = "",
+        user: str = "",
+        request: str = "",
+        result: str = "",
+        *,
+        runAt: datetime.datetime | str | None = None,
+        delay: float | datetime.timedelta | None = None,
+        priority: int | None = None,
+        maxRetries: int | None = None,
+        retryBackoff: float | None = None,
+        dependsOn: Iterable[str | int] | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a new pending job, scheduled by the keywords as api.job's createJob is; returns the stored document."""
+        return self.create_job(
+            name, user, request, result, run_at=runAt, delay=delay, priority=priority, max_retries=maxRetries,
+            retry_backoff=retryBackoff, depends_on=dependsOn, key=key,
+        )
+
+    def failJob(self, jobId: str | int, message: str = "", retry: bool = True) -> dict[str, Any]:
+        """Move a job that has not ended to error, or back to pending while it has retries left and ``retry`` is True, as api.job's failJob."""
+        return self.fail_job(jobId, message, retry)
+
     createJobs = create_jobs
     getJob = get_job
     setJob = set_job
@@ -328,7 +429,6 @@ class JobClient:
     requeueExpiredJobs = requeue_expired_jobs
     setJobProgress = set_job_progress
     appendJobMessage = append_job_message
-    failJob = fail_job
     releaseJob = release_job
     retryJob = retry_job
     cancelJob = cancel_job

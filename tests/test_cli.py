@@ -385,3 +385,148 @@ def test_each_job_stays_on_one_line_of_the_listing(jobstore, store):
     lines = jobstore("list").stdout.splitlines()
     assert len(lines) == 2
     assert lines[1].split()[1:4] == ["two", "lines", "x" * 39 + "…"]
+
+
+#: The listing's columns justified right: their cells end where their headers end.
+RIGHT = {"age", "due", "priority", "retries left"}
+
+
+def columns(table: str) -> list[dict[str, str]]:
+    """The rows of a listing, each cell read from under its header (a cell may be blank or hold a space)."""
+    header, *lines = table.splitlines()
+    places = [(found[0], found.start(), found.end()) for found in re.finditer(r"\S+(?: \S+)*", header)]
+    rows = []
+    for line in lines:
+        line = line.ljust(len(header))
+        row = {}
+        for name, start, end in places:
+            if name in RIGHT:
+                row[name] = "" if line[end - 1] == " " else re.split(r"\s{2,}", line[:end])[-1].strip()
+            else:
+                row[name] = "" if line[start] == " " else re.split(r"\s{2,}", line[start:])[0]
+        rows.append(row)
+    return rows
+
+
+def test_create_stores_each_scheduling_option_as_its_field(jobstore, root):
+    first = jobstore("create", "a").stdout.strip()
+    second = jobstore("create", "b").stdout.strip()
+    done = jobstore(
+        "create", "c", "--run-at", "2031-02-03T04:05:06+02:00", "--priority", "-3", "--max-retries", "2",
+        "--retry-backoff", "2m", "--depends-on", first, "--depends-on", second, "--depends-on", first, "--key", "nightly",
+    )
+    assert done.returncode == 0, done.stderr
+    job, state = JobStore(root).find_job(done.stdout.strip())
+    assert state == "pending"
+    assert (job["runAt"], job["priority"], job["maxRetries"], job["retryBackoff"]) == ("2031-02-03T02:05:06.000000Z", -3, 2, 120)
+    assert (job["dependsOn"], job["key"]) == ([first, second], "nightly")
+    plain = JobStore(root).find_job(first)[0]
+    assert not {"runAt", "priority", "maxRetries", "retryBackoff", "dependsOn", "key"} & set(plain)
+
+
+def test_create_with_a_delay_is_due_that_long_from_now(jobstore, root):
+    before = time.time()
+    done = jobstore("create", "later", "--delay", "15m")
+    after = time.time()
+    assert done.returncode == 0, done.stderr
+    due = parse_time(JobStore(root).find_job(done.stdout.strip())[0]["runAt"]).timestamp()
+    assert before + 900 - 1 <= due <= after + 900 + 1
+    assert parse_time(JobStore(root).find_job(jobstore("create", "soon", "--delay", "90").stdout.strip())[0]["runAt"]).timestamp() <= time.time() + 91
+
+
+@pytest.mark.parametrize(
+    ("options", "option", "says"),
+    [
+        (["--delay", "soon"], "--delay", "'soon' is not a duration"),
+        (["--delay", "-5"], "--delay", "not a duration"),
+        (["--delay", "99999999999w"], "--delay", "non-negative number of seconds"),
+        (["--run-at", "tomorrow"], "--run-at", "'tomorrow'"),
+        (["--priority", "high"], "--priority", "'high'"),
+        (["--priority", "1.5"], "--priority", "'1.5'"),
+        (["--max-retries", "-1"], "--max-retries", "-1"),
+        (["--max-retries", "two"], "--max-retries", "'two'"),
+        (["--retry-backoff", "0"], "--retry-backoff", "positive number of seconds"),
+        (["--retry-backoff", "2h"], "--retry-backoff", "up to 3600"),
+        (["--depends-on", ""], "--depends-on", "non-empty"),
+        (["--key", ""], "--key", "non-empty"),
+        (["--delay", "1m", "--run-at", "2031-01-01"], "--delay", "--run-at"),
+    ],
+)
+def test_create_refuses_a_bad_scheduling_option_as_a_bad_command_line(jobstore, root, options, option, says):
+    one_line_error(jobstore("create", "n", *options), 2, option, says)
+    assert not root.exists()  # refused before the store was made
+
+
+def test_create_refuses_an_unknown_dependency_in_one_line(jobstore, root):
+    first = jobstore("create", "a").stdout.strip()
+    one_line_error(jobstore("create", "b", "--depends-on", first, "--depends-on", "no-such-job"), 1, "dependsOn", "'no-such-job'")
+    assert [job["id"] for job in JobStore(root).get_jobs()] == [first]
+
+
+def test_create_with_a_key_held_prints_the_job_that_holds_it(jobstore, root):
+    done = jobstore("create", "nightly", "--key", "nightly")
+    assert (done.returncode, done.stderr) == (0, "")
+    holder = done.stdout.strip()
+    again = jobstore("create", "nightly", "--key", "nightly", "--priority", "5")
+    assert (again.returncode, again.stdout) == (0, f"{holder}\n")
+    assert again.stderr == f"job {holder} holds key nightly; not submitted again\n"
+    assert [job["id"] for job in JobStore(root).get_jobs()] == [holder]
+    JobStore(root).fail_job(holder, "gone")
+    other = jobstore("create", "nightly", "--key", "nightly")
+    assert other.stderr == "" and other.stdout.strip() not in ("", holder)
+
+
+def test_list_adds_the_plan_columns_only_when_a_job_is_scheduled(jobstore, store):
+    plain = store.create_job("plain")
+    before = jobstore("list").stdout
+    assert before.splitlines()[0].split() == ["id", "name", "user", "status", "progress", "age"]
+    store.set_job("done", {"name": "done", "priority": 0}, "finished")
+    assert jobstore("list").stdout.splitlines()[0].split() == ["id", "name", "user", "status", "progress", "age"]
+    needed = store.create_job("needed")
+    later = store.create_job("later", delay=330, priority=4, max_retries=2, depends_on=["done", needed["id"]])
+    rows = columns(jobstore("list").stdout)
+    assert list(rows[0]) == ["id", "name", "user", "status", "progress", "age", "due", "priority", "retries left", "waits on"]
+    by_id = {row["id"]: row for row in rows}
+    assert {name: by_id[later["id"]][name] for name in ("due", "priority", "retries left", "waits on")} == {
+        "due": "in 5m", "priority": "4", "retries left": "2", "waits on": needed["id"]
+    }
+    assert {name: by_id[plain["id"]][name] for name in ("due", "priority", "retries left", "waits on")} == {
+        "due": "", "priority": "0", "retries left": "", "waits on": ""
+    }
+    pending = {row["id"]: row for row in columns(jobstore("list", "--state", "pending").stdout)}
+    assert pending[later["id"]]["waits on"] == needed["id"]  # the finished one read apart, to leave it out
+    assert set(pending) == {plain["id"], needed["id"], later["id"]}
+
+
+def test_list_counts_the_waited_on_ids_that_do_not_fit(jobstore, store):
+    needs = [store.create_job(f"step {number}")["id"] for number in range(3)]
+    waiting = store.create_job("last", depends_on=needs)
+    row = next(row for row in columns(jobstore("list").stdout) if row["id"] == waiting["id"])
+    assert row["waits on"] == f"{needs[0]} +2"
+
+
+def test_show_gives_a_waiting_jobs_run_at_with_how_long_until_then(jobstore, store):
+    job = store.create_job("later", delay=7200)
+    line = next(line for line in jobstore("show", job["id"]).stdout.splitlines() if line.startswith("runAt"))
+    assert line.split()[1:] == [job["runAt"], "(in", "1h)"]
+    assert json.loads(jobstore("show", job["id"], "--json").stdout)["runAt"] == job["runAt"]
+
+
+def test_fail_with_retries_left_says_the_job_will_be_retried(jobstore, store):
+    job = store.create_job("flaky", max_retries=1, retry_backoff=60)
+    store.claim_job("w")
+    done = jobstore("fail", job["id"], "--message", "out of memory")
+    assert done.returncode == 0, done.stderr
+    retried, state = store.find_job(job["id"])
+    assert (state, retried["retries"]) == ("pending", 1)
+    assert done.stdout == f"job {job['id']} will be retried: {retried['messages'].splitlines()[-1]}\n"
+    assert done.stdout.startswith(f"job {job['id']} will be retried: failed: out of memory; retry 1 of 1 at ")
+
+
+def test_fail_no_retry_ends_the_job_in_error_whatever_retries_it_has(jobstore, store):
+    job = store.create_job("flaky", max_retries=3)
+    store.claim_job("w")
+    done = jobstore("fail", job["id"], "--message", "bad input", "--no-retry")
+    assert (done.returncode, done.stdout) == (0, f"job {job['id']} failed\n")
+    failed, state = store.find_job(job["id"])
+    assert (state, failed["messages"], failed.get("retries", 0)) == ("error", "bad input", 0)

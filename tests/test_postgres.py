@@ -34,7 +34,7 @@ def test_the_layout_is_one_table_per_state_with_checks(url, postgres_url):
     with psycopg.connect(postgres_url) as db:
         tables = {row[0] for row in db.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (name,))}
         assert tables == {"jobs", "meta", "jobs_idle", "jobs_pending", "jobs_running", "jobs_finished", "jobs_error"}
-        assert db.execute(f'SELECT value FROM "{name}".meta WHERE key = %s', ("layout",)).fetchone()[0] == 1
+        assert db.execute(f'SELECT value FROM "{name}".meta WHERE key = %s', ("layout",)).fetchone()[0] == 2
         row = db.execute(f'SELECT doc FROM "{name}".jobs_pending WHERE id = %s', (made["id"],)).fetchone()
         assert row[0] == made
         with pytest.raises(psycopg.errors.CheckViolation):

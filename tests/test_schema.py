@@ -159,25 +159,25 @@ def test_unicode_nul_and_long_strings_round_trip(store, engine):
 
 def extended_schema() -> dict:
     schema = published_schema()
-    schema["properties"]["priority"] = {"type": "integer", "minimum": 0, "default": 0}
+    schema["properties"]["urgency"] = {"type": "integer", "minimum": 0, "default": 0}
     schema["properties"]["weight"] = {"type": "number"}
     return schema
 
 
 def test_a_custom_schema_extends_the_published_one(root):
     store = JobStore(root, schema=extended_schema())
-    made = store.set_job("j", {"priority": 3})
-    assert made["priority"] == 3
-    assert store.create_job("n")["priority"] == 0
-    assert store.get_job_schema()["priority"] == {
+    made = store.set_job("j", {"urgency": 3})
+    assert made["urgency"] == 3
+    assert store.create_job("n")["urgency"] == 0
+    assert store.get_job_schema()["urgency"] == {
         "type": "integer",
         "required": False,
         "unique": False,
         "default": 0,
         "options": [],
     }
-    with pytest.raises(InvalidJobError, match="field 'priority'"):
-        store.set_job("j", {"priority": -1})
+    with pytest.raises(InvalidJobError, match="field 'urgency'"):
+        store.set_job("j", {"urgency": -1})
     with pytest.raises(InvalidJobError, match="field 'nmae'"):
         store.set_job("j", {"nmae": "still rejected"})
 
@@ -211,12 +211,12 @@ def test_an_invalid_json_schema_is_refused(root):
 def test_a_value_that_passed_once_is_not_trusted_under_another_type(root):
     # 1, 1.0 and True are equal in Python; the schema tells them apart, so the store must too.
     store = JobStore(root, schema=extended_schema())
-    store.set_job("j", {"priority": 1})
-    with pytest.raises(InvalidJobError, match="field 'priority'"):
-        store.set_job("j", {"priority": True})
-    with pytest.raises(InvalidJobError, match="field 'priority'"):
-        store.set_job("j", {"priority": 1.5})
-    assert store.get_job("j")["priority"] == 1
+    store.set_job("j", {"urgency": 1})
+    with pytest.raises(InvalidJobError, match="field 'urgency'"):
+        store.set_job("j", {"urgency": True})
+    with pytest.raises(InvalidJobError, match="field 'urgency'"):
+        store.set_job("j", {"urgency": 1.5})
+    assert store.get_job("j")["urgency"] == 1
 
 
 def test_a_list_or_object_that_passed_once_is_not_trusted_with_a_part_of_another_type(store):
@@ -268,16 +268,16 @@ BAD_CHANGES = [
     {"attempts": True},
     {"attempts": 1.5},
     {"colour": "blue"},
-    {"priority": -1},
+    {"urgency": -1},
 ]
 
 
 @pytest.mark.parametrize("change", BAD_CHANGES, ids=lambda change: next(iter(change)))
-@pytest.mark.parametrize("custom", [False, True], ids=["published", "with priority"])
+@pytest.mark.parametrize("custom", [False, True], ids=["published", "with urgency"])
 def test_the_field_by_field_check_refuses_what_the_whole_document_check_refuses(change, custom):
     document = published_schema()
     if custom:
-        document["properties"]["priority"] = {"type": "integer", "minimum": 0}
+        document["properties"]["urgency"] = {"type": "integer", "minimum": 0}
     schema = JobSchema(document)
     schema.validate(GOOD)  # the good values are remembered as passing: the bad ones must still be seen
     bad = {**GOOD, **change}
@@ -324,7 +324,7 @@ def custom_schema() -> dict:
         "code": {"type": "string", "pattern": "^[A-Z]+$"},
     }
     schema["properties"].update({
-        "priority": {"type": "integer", "minimum": 0, "default": 0},
+        "urgency": {"type": "integer", "minimum": 0, "default": 0},
         "weight": {"type": "number"},
         "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
         "owner": {"$ref": "#/$defs/person"},
@@ -364,10 +364,10 @@ PUBLISHED_CHANGES = [
     {"history": [{"status": "pending", "at": 1}]}, {"history": [{"status": "pending", "at": STAMP, "by": "me"}]},
     {"history": [{"status": "pending", "at": STAMP}, "running"]}, {"history": [None]},
     {"history": [{"status": True, "at": STAMP}]}, {"history": [{"status": "pending", "at": STAMP}, {"status": "running", "at": []}]},
-    {"colour": "blue"}, {"colour": "blue", "nmae": 1, "name": 2}, {"priority": 1},
+    {"colour": "blue"}, {"colour": "blue", "nmae": 1, "name": 2}, {"urgency": 1},
 ]
 CUSTOM_CHANGES = [
-    {"priority": 0}, {"priority": -1}, {"priority": True}, {"priority": 1.0}, {"weight": 2}, {"weight": "2"},
+    {"urgency": 0}, {"urgency": -1}, {"urgency": True}, {"urgency": 1.0}, {"weight": 2}, {"weight": "2"},
     {"tags": []}, {"tags": ["a", "b"]}, {"tags": ["a", "b", "c"]}, {"tags": ["a", 1]}, {"tags": ("a",)},
     {"owner": {"name": "ann"}}, {"owner": {"name": ""}}, {"owner": {}}, {"owner": {"name": "ann", "age": 3}}, {"owner": "ann"},
     {"tree": {"label": "a", "children": [{"label": "b", "children": []}]}}, {"tree": {"children": [{"label": 1}]}},

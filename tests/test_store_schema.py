@@ -15,29 +15,29 @@ from jobstore import CorruptStoreError, InvalidArgumentError, InvalidJobError, J
 from conftest import one_line_error
 
 
-def with_priority(**spec: Any) -> dict[str, Any]:
+def with_urgency(**spec: Any) -> dict[str, Any]:
     schema = published_schema()
-    schema["properties"]["priority"] = {"type": "integer", "minimum": 0, "default": 0, **spec}
+    schema["properties"]["urgency"] = {"type": "integer", "minimum": 0, "default": 0, **spec}
     return schema
 
 
 def test_a_later_opener_without_a_schema_uses_the_recorded_one(root):
-    first = JobStore(root, schema=with_priority())
+    first = JobStore(root, schema=with_urgency())
     job = first.create_job("a", "u", "r", "")
     later = JobStore(root)
-    assert later.set_job(job["id"], {"priority": 5})["priority"] == 5
-    assert later.create_job("b", "u", "r", "")["priority"] == 0  # the recorded schema's default
-    with pytest.raises(InvalidJobError, match="'priority'"):
-        later.set_job(job["id"], {"priority": -1})
+    assert later.set_job(job["id"], {"urgency": 5})["urgency"] == 5
+    assert later.create_job("b", "u", "r", "")["urgency"] == 0  # the recorded schema's default
+    with pytest.raises(InvalidJobError, match="'urgency'"):
+        later.set_job(job["id"], {"urgency": -1})
     assert later.check() == []
-    assert "priority" in later.get_job_schema()
+    assert "urgency" in later.get_job_schema()
 
 
 def test_another_process_uses_the_recorded_schema(root):
-    JobStore(root, schema=with_priority())
+    JobStore(root, schema=with_urgency())
     code = (
         "import sys; from jobstore import JobStore\n"
-        "store = JobStore(sys.argv[1]); print(store.create_job('a', 'u', 'r', '')['priority'])"
+        "store = JobStore(sys.argv[1]); print(store.create_job('a', 'u', 'r', '')['urgency'])"
     )
     done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -45,47 +45,47 @@ def test_another_process_uses_the_recorded_schema(root):
 
 
 def test_opening_with_the_same_schema_again_is_fine(root):
-    JobStore(root, schema=with_priority())
-    JobStore(root, schema=with_priority()).create_job("a", "u", "r", "")
+    JobStore(root, schema=with_urgency())
+    JobStore(root, schema=with_urgency()).create_job("a", "u", "r", "")
 
 
 @pytest.mark.parametrize(
     ("other", "words"),
     [
-        (published_schema(), "fields dropped: priority"),
-        (with_priority(maximum=9), "fields changed: priority"),
+        (published_schema(), "fields dropped: urgency"),
+        (with_urgency(maximum=9), "fields changed: urgency"),
     ],
 )
 def test_opening_with_a_different_schema_is_refused_naming_the_difference(root, other, words):
-    store = JobStore(root, schema=with_priority())
+    store = JobStore(root, schema=with_urgency())
     job = store.create_job("a", "u", "r", "")
     with pytest.raises(SchemaConflictError, match=f"records another job schema \\({words}\\)"):
         JobStore(root, schema=other)
     assert JobStore(root).get_job(job["id"]) == job
-    assert json.loads((root / ".jobstore" / "schema.json").read_text()) == with_priority()
+    assert json.loads((root / ".jobstore" / "schema.json").read_text()) == with_urgency()
 
 
 def test_the_published_schema_is_not_recorded(root):
     JobStore(root, schema=published_schema()).create_job("a", "u", "r", "")
     assert not (root / ".jobstore" / "schema.json").exists()
-    JobStore(root, schema=with_priority())  # a store that records none takes the first custom one
+    JobStore(root, schema=with_urgency())  # a store that records none takes the first custom one
     assert (root / ".jobstore" / "schema.json").exists()
 
 
 def test_a_schema_the_jobs_fail_is_not_recorded(root):
-    store = JobStore(root, schema=with_priority())
+    store = JobStore(root, schema=with_urgency())
     job = store.create_job("a", "u", "r", "")
-    store.set_job(job["id"], {"priority": 7})
-    with pytest.raises(SchemaConflictError, match=f"holds 1 job the schema refuses.*{job['id']}.*'priority': 7 is greater than the maximum of 2"):
-        store.change_schema(with_priority(maximum=2))
-    assert JobStore(root).set_job(job["id"], {"priority": 8})["priority"] == 8
+    store.set_job(job["id"], {"urgency": 7})
+    with pytest.raises(SchemaConflictError, match=f"holds 1 job the schema refuses.*{job['id']}.*'urgency': 7 is greater than the maximum of 2"):
+        store.change_schema(with_urgency(maximum=2))
+    assert JobStore(root).set_job(job["id"], {"urgency": 8})["urgency"] == 8
 
 
 def test_a_changed_schema_is_followed_by_stores_already_open(root):
-    store = JobStore(root, schema=with_priority())
+    store = JobStore(root, schema=with_urgency())
     other = JobStore(root)
     job = other.create_job("a", "u", "r", "")
-    wider = with_priority()
+    wider = with_urgency()
     wider["properties"]["team"] = {"type": "string", "default": ""}
     JobStore(root).change_schema(wider)
     assert other.set_job(job["id"], {"team": "blue"})["team"] == "blue"
@@ -101,29 +101,29 @@ def test_a_bad_schema_is_refused_before_the_store_is_made(tmp_path):
 
 
 def test_a_hand_damaged_recorded_schema_is_reported_and_can_be_replaced(root):
-    store = JobStore(root, schema=with_priority())
+    store = JobStore(root, schema=with_urgency())
     store.create_job("a", "u", "r", "")
     (root / ".jobstore" / "schema.json").write_text('{"properties": ')
     with pytest.raises(CorruptStoreError, match="schema.json"):
         JobStore(root).get_jobs()
     assert any("schema.json" in str(problem) for problem in JobStore(root).check())
-    JobStore(root).change_schema(with_priority())
+    JobStore(root).change_schema(with_urgency())
     assert JobStore(root).check() == []
 
 
 def test_the_command_line_uses_and_sets_the_recorded_schema(jobstore, root, tmp_path):
-    store = JobStore(root, schema=with_priority())
+    store = JobStore(root, schema=with_urgency())
     job = store.create_job("a", "u", "r", "")
-    store.set_job(job["id"], {"priority": 3})
+    store.set_job(job["id"], {"urgency": 3})
     assert jobstore("validate").returncode == 0
     canceled = jobstore("cancel", job["id"])
     assert canceled.returncode == 0, canceled.stderr
     shown = jobstore("schema")
-    assert json.loads(shown.stdout) == with_priority()
+    assert json.loads(shown.stdout) == with_urgency()
     narrower = tmp_path / "narrower.json"
-    narrower.write_text(json.dumps(with_priority(maximum=2)))
+    narrower.write_text(json.dumps(with_urgency(maximum=2)))
     one_line_error(jobstore("schema", "--set", str(narrower)), 1, "holds 1 job the schema refuses", job["id"])
-    wider = with_priority(maximum=9)
+    wider = with_urgency(maximum=9)
     (tmp_path / "wider.json").write_text(json.dumps(wider))
     done = jobstore("schema", "--set", str(tmp_path / "wider.json"))
     assert done.returncode == 0, done.stderr

@@ -17,13 +17,14 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .._errors import InvalidArgumentError, JobNotFoundError, JobStoreError, WaitTimeout
+from .. import _schedule
+from .._errors import InvalidArgumentError, InvalidJobError, JobNotFoundError, JobStoreError, WaitTimeout
 from .._lifecycle import FINAL_STATES, statistics
 from .._schema import JobSchema
 from .._status import STATES, JobStatus
 from .._store import DATABASE_SCHEMES, JobStore, seconds
 from .._version import __version__
-from ._render import job_detail, job_lines, parse_duration, statistics_lines
+from ._render import WAITING, job_detail, job_lines, parse_duration, statistics_lines
 
 if TYPE_CHECKING:  # the client needs httpx, an extra: imported only when --url is given
     from ..client import JobClient
@@ -126,6 +127,41 @@ def span_of_seconds(positive: bool = False) -> Callable[[click.Context, click.Pa
     return check
 
 
+def scheduling(field: str, parse: Callable[[str], Any] | None = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback checking a scheduling option as the store checks its field, so a bad value is a bad command line, not a failed submission.
+
+    :param field: the field as the schema names it (or ``delay``, which becomes ``runAt``)
+    :param parse: turns the option's text into the value given to the store
+    :returns: the value to give ``create_job``: a time as the store writes it, for ``runAt``
+    """
+
+    def check(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+        if value is None or value == ():
+            return None  # a repeatable option given no times is not given
+        given = parse(value) if parse is not None else value
+        try:
+            settled = _schedule.settle("new job", {}, given) if field == "delay" else _schedule.settle("new job", {field: given})
+        except InvalidJobError as error:
+            raise click.BadParameter("; ".join(message for _, message in error.problems)) from None
+        return given if field == "delay" else settled.get(field, given)
+
+    return check
+
+
+def seconds_text(text: str) -> float:
+    """Seconds in a duration option's text, a bad one a bad command line."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def unended_holders(jobs: JobStore | JobClient, key: str) -> set[str]:
+    """The ids of the jobs not yet ended that hold ``key``: the store hands one of them back instead of a new job."""
+    unended = (JobStatus.IDLE, JobStatus.PENDING, JobStatus.RUNNING)
+    return {job["id"] for state in unended for job in jobs.get_jobs(state) if job.get("key") == key}
+
+
 def ended(job: Mapping[str, Any]) -> str:
     """What became of a job a worker let go: the line ``finish``, ``fail`` and ``release`` print."""
     if job.get("status") == JobStatus.PENDING:
@@ -167,10 +203,48 @@ def cli(context: click.Context, path: str, url: str | None) -> None:
 @click.argument("name")
 @click.option("--user", default="", help="Who submits it.")
 @click.option("--request", default="", help="What the job is to do.")
+@click.option("--delay", callback=scheduling("delay", seconds_text), metavar="AGE", help="Claimed no sooner than this long from now (90s, 15m, 12h, 7d, 2w).")
+@click.option("--run-at", callback=scheduling("runAt"), metavar="TIME", help="Claimed no sooner than this ISO 8601 time (UTC unless it gives an offset).")
+@click.option("--priority", type=int, callback=scheduling("priority"), metavar="N", help="Due jobs of higher priority are claimed first (default 0).")
+@click.option("--max-retries", type=click.IntRange(min=0), callback=scheduling("maxRetries"), metavar="N", help="Failures that send it back to pending, after a backoff, before one ends it in error.")
+@click.option("--retry-backoff", callback=scheduling("retryBackoff", seconds_text), metavar="SECONDS", help="How long its first retry waits (90, 30s, 5m); each further one twice as long.")
+@click.option("--depends-on", multiple=True, callback=scheduling("dependsOn"), metavar="ID", help="A job that must finish before this one is claimed (repeatable).")
+@click.option("--key", callback=scheduling("key"), metavar="KEY", help="While a job with this key has not ended, print that job's id instead of submitting another.")
 @click.pass_context
-def create(context: click.Context, name: str, user: str, request: str) -> None:
+def create(
+    context: click.Context,
+    name: str,
+    user: str,
+    request: str,
+    delay: float | None,
+    run_at: str | None,
+    priority: int | None,
+    max_retries: int | None,
+    retry_backoff: float | None,
+    depends_on: list[str] | None,
+    key: str | None,
+) -> None:
     """Submit a pending job (making the store if needed); print its id."""
-    click.echo(store(context, create=True).create_job(name, user, request)["id"])
+    if delay is not None and run_at is not None:
+        raise click.UsageError("give --delay or --run-at, not both")
+    jobs = store(context, create=True)
+    # The store hands back the holder of a key as it would a new job: only its id tells them apart.
+    held = unended_holders(jobs, key) if key is not None else set()
+    job = jobs.create_job(
+        name,
+        user,
+        request,
+        run_at=run_at,
+        delay=delay,
+        priority=priority,
+        max_retries=max_retries,
+        retry_backoff=retry_backoff,
+        depends_on=depends_on,
+        key=key,
+    )
+    click.echo(job["id"])
+    if job["id"] in held:
+        err.print(f"job {job['id']} holds key {key}; not submitted again", markup=False)
 
 
 @cli.command("list")
@@ -179,11 +253,16 @@ def create(context: click.Context, name: str, user: str, request: str) -> None:
 @click.pass_context
 def list_jobs(context: click.Context, state: str | None, as_json: bool) -> None:
     """List the jobs, state by state, each state's in the order they entered it."""
-    jobs = store(context).get_jobs(state)
+    source = store(context)
+    jobs = source.get_jobs(state)
     if as_json:
         print_json(jobs)
     elif jobs:
-        click.echo("\n".join(job_lines(jobs)))
+        finished = {job["id"] for job in jobs if job.get("status") == JobStatus.FINISHED}
+        if state is not None and state != JobStatus.FINISHED and any(job.get("status") in WAITING and _schedule.depends_on(job) for job in jobs):
+            # What a waiting job waits on is told by the finished jobs, which this listing did not read.
+            finished = {job["id"] for job in source.get_jobs(JobStatus.FINISHED)}
+        click.echo("\n".join(job_lines(jobs, finished)))
     else:
         click.echo(f"no jobs{f' in {state}' if state else ''}")
 
@@ -309,10 +388,16 @@ def finish(context: click.Context, job_id: str, result: str) -> None:
 @cli.command()
 @click.argument("job_id", metavar="ID")
 @click.option("--message", default="", metavar="M", help="Why, added to the job's messages.")
+@click.option("--no-retry", is_flag=True, help="End it in error now, whatever retries it has left.")
 @click.pass_context
-def fail(context: click.Context, job_id: str, message: str) -> None:
-    """Move a job that has not ended to error."""
-    click.echo(ended(store(context).fail_job(job_id, message)))
+def fail(context: click.Context, job_id: str, message: str, no_retry: bool) -> None:
+    """Move a job that has not ended to error; a running one with retries left goes back to pending, due after its backoff."""
+    job = store(context).fail_job(job_id, message, retry=not no_retry)
+    if job.get("status") == JobStatus.PENDING:
+        last = (job.get("messages") or "").splitlines()
+        click.echo(f"job {job['id']} will be retried{': ' + last[-1] if last else ''}")
+    else:
+        click.echo(ended(job))
 
 
 @cli.command()

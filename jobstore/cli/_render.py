@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.cells import cell_len
 
+from .. import _schedule
 from .._lifecycle import lease_lapsed
-from .._times import age, parse_time, span, utc_now
+from .._times import age, parse_time, span, timestamp, utc_now
 from .._status import STATES, JobStatus
 
 _TIMES = ("createdAt", "updatedAt", "startedAt", "finishedAt", "leaseExpiresAt")
+#: The states in which a job still waits to run: those whose ``runAt`` and dependencies matter.
+WAITING = (JobStatus.IDLE.value, JobStatus.PENDING.value)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 
@@ -68,15 +71,51 @@ def _cell(value: str, limit: int = 40) -> str:
 LAPSED = "running (lease lapsed)"
 
 
-def job_lines(jobs: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The jobs as a header and a line each: id, name, user, status, progress and age (since submitted)."""
+def job_lines(jobs: Iterable[Mapping[str, Any]], finished: Container[str] | None = None) -> list[str]:
+    """The jobs as a header and a line each: id, name, user, status, progress and age (since submitted).
+
+    :param finished: the ids of the finished jobs, to tell what each job still waits on; when given
+        and some job is scheduled, the lines also show when each is due, its priority, its retries
+        left and the jobs it waits on (a store without scheduled jobs lists as it always has)
+    """
     now = utc_now()
-    rows = [["id", "name", "user", "status", "progress", "age"]]
-    for job in jobs:
+    listed = list(jobs)
+    moment = timestamp(now)
+    plans = [_schedule.plan(job, finished, moment) for job in listed] if finished is not None else []
+    scheduled = any(plans)
+    rows = [["id", "name", "user", "status", "progress", "age", *(("due", "priority", "retries left", "waits on") if scheduled else ())]]
+    for index, job in enumerate(listed):
         fields = [str(job.get(name, "")) for name in ("id", "name", "user")]
         status = LAPSED if lease_lapsed(job, now) else str(job.get("status", ""))
-        rows.append([*fields, status, progress(job), age(job.get("createdAt"), now)])
-    return aligned(rows, right={5})
+        row = [*fields, status, progress(job), age(job.get("createdAt"), now)]
+        if scheduled:
+            row += plan_cells(plans[index], now)
+        rows.append(row)
+    return aligned(rows, right={5, 6, 7, 8} if scheduled else {5})
+
+
+def plan_cells(plan: _schedule.Plan, now: datetime.datetime) -> list[str]:
+    """A job's plan as the list's cells: due (``in 5m``), priority, retries left and the jobs it waits on; blank where there is nothing to say."""
+    moment = parse_time(plan.due)
+    due = f"in {span((moment - now).total_seconds())}" if moment is not None else ""
+    retries = "" if plan.retries_left is None else str(plan.retries_left)
+    return [due, f"{plan.priority:g}", retries, id_list(plan.waits_on)]
+
+
+def id_list(ids: Sequence[str], limit: int = 40) -> str:
+    """Job ids for one cell: as many whole ids as fit in ``limit`` characters, then how many more (``a,b +3``).
+
+    An id cut short names no job, so the ids left out are counted rather than cut.
+    """
+    shown: list[str] = []
+    for index, job_id in enumerate(ids):
+        left = len(ids) - index - 1
+        text = ",".join([*shown, job_id]) + (f" +{left}" if left else "")
+        if shown and len(text) > limit:
+            break
+        shown.append(job_id)
+    more = len(ids) - len(shown)
+    return ",".join(shown) + (f" +{more}" if more else "")
 
 
 def job_detail(job: Mapping[str, Any]) -> str:
@@ -88,7 +127,7 @@ def job_detail(job: Mapping[str, Any]) -> str:
             continue
         if name == "progress":
             value = progress(job)
-        elif name in _TIMES and (moment := parse_time(value)) is not None:
+        elif (name in _TIMES or (name == "runAt" and job.get("status") in WAITING)) and (moment := parse_time(value)) is not None:
             value = f"{value} ({age(value, now)} ago)" if moment <= now else f"{value} (in {span((moment - now).total_seconds())})"
         rows.append((name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)))
     width = max((len(name) for name, _ in rows), default=0)

@@ -8,12 +8,13 @@ store (:class:`~jobstore.server._changes.Changes`), never a thread each.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import json
 import math
 import re
 from importlib import resources
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -24,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from .._errors import InvalidArgumentError, JobNotFoundError, JobStateError, JobStoreError
+from .. import _schedule
+from .._errors import InvalidArgumentError, InvalidJobError, JobNotFoundError, JobStateError, JobStoreError
 from .._lifecycle import FINAL_STATES, statistics
 from .._times import parse_time, utc_now
 from .._status import JobStatus
@@ -79,6 +81,8 @@ class Service:
         self.store = store
         self.max_body = count("max_body", max_body, 1)
         self.changes = Changes(store)
+        #: held by a submission whose every job has a key, so that it can tell a job it made from one it was handed
+        self.keyed = asyncio.Lock()
 
     async def run(self, operation: Callable[..., T], *args: Any, **options: Any) -> T:
         """Run a store operation in a worker thread: the file lock may block, the event loop must not."""
@@ -155,6 +159,39 @@ def _no_constant(name: str) -> Any:
 
 def _job_id(request: Request) -> str:
     return str(request.path_params["job_id"])
+
+
+def _refuse_unwritable_times(job_ref: str, fields: Mapping[str, Any]) -> None:
+    """Refuse a ``runAt`` whose moment in UTC falls outside the years 1 to 9999, which no time jobstore writes can hold.
+
+    :raises InvalidJobError: naming ``runAt``, rather than failing on the overflow
+    """
+    given = fields.get("runAt")
+    if isinstance(given, str):
+        try:
+            _schedule.run_at_text(job_ref, given)
+        except OverflowError:
+            raise InvalidJobError(job_ref, [("runAt", f"a time is within the years 1 to 9999 in UTC, not {given!r}")]) from None
+
+
+def _finished_ids(jobs: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The ids of the finished jobs among these: what a job's dependencies wait for."""
+    return frozenset(str(job.get("id")) for job in jobs if job.get("status") == JobStatus.FINISHED)
+
+
+def made_here(jobs: list[dict[str, Any]], began: datetime.datetime, done: datetime.datetime) -> bool:
+    """Whether a submission whose every job has a key made any of the jobs answered, rather than only handing back holders of the keys.
+
+    The store answers a key another job holds with that job, as it answers a new job. A job it
+    made was written during the call (by this process's clock), a holder before it: while the
+    service submits keyed jobs one at a time, no holder it answers was made by another of its
+    own submissions during the call.
+    """
+    for job in jobs:
+        created = parse_time(job.get("createdAt"))
+        if created is not None and began <= created <= done:
+            return True
+    return False
 
 
 def _query_number(request: Request, name: str, default: float, most: float) -> float:
@@ -240,16 +277,32 @@ def create_app(
             state=query.get("state"), name=query.get("name"), user=query.get("user"),
             limit=int(limit_text), cursor=query.get("cursor"), order=query.get("order", "newest"),
         )
-        return _page(job_list(page, query)) if html else _json(page)
+        return _page(job_list(page, query, listing.remembered("finished", _finished_ids))) if html else _json(page)
 
     async def submit(request: Request) -> Response:
+        """201 when the submission made a job; 200 when every job answered is one that already held the key its spec gave."""
         body = await service.body(request)
-        if isinstance(body, list):
-            return _json({"jobs": await write(store.create_jobs, body)}, 201)
-        if not isinstance(body, dict):
+        many = isinstance(body, list)
+        if not many and not isinstance(body, dict):
             raise InvalidArgumentError("body", body, "a JSON object of job fields, or an array of them")
-        created = await write(store.create_jobs, [body])
-        return _json(created[0], 201)
+        specs: list[Any] = body if many else [body]
+        for index, spec in enumerate(specs):
+            if isinstance(spec, dict):
+                _refuse_unwritable_times(f"#{index}", spec)
+        if specs and all(isinstance(spec, dict) and spec.get("key") is not None for spec in specs):
+            async with service.keyed:
+                began = utc_now()
+                jobs = await write(store.create_jobs, specs)
+                made = made_here(jobs, began, utc_now())
+        else:
+            jobs, made = await write(store.create_jobs, specs), True  # a spec without a key always makes a job
+        return _json({"jobs": jobs} if many else jobs[0], 201 if made else 200)
+
+    async def set_job(request: Request) -> Response:
+        given = await arguments(request, ("data", "state"))
+        if isinstance(given.get("data"), dict):
+            _refuse_unwritable_times(_job_id(request), given["data"])
+        return _json(await write(store.set_job, _job_id(request), **given))
 
     async def found(request: Request) -> dict[str, Any]:
         job, _ = await run(store.find_job, _job_id(request))
@@ -261,7 +314,9 @@ def create_app(
         html = _wants_html(request)
         job = await found(request)
         if html:
-            return _page(job_page(job))
+            needs = _schedule.depends_on(job)
+            looked = await run(store.find_jobs, needs) if needs else {}
+            return _page(job_page(job, _finished_ids(looked.values())))
         return _json(job, indent=request.query_params.get("f") == "pjson")
 
     async def delete_job(request: Request) -> Response:
@@ -425,7 +480,7 @@ def create_app(
         Route("/jobs", list_jobs, methods=["GET"]),
         Route("/jobs", submit, methods=["POST"]),
         Route(job, get_job, methods=["GET"]),
-        Route(job, action(store.set_job, ("data", "state")), methods=["PUT"]),
+        Route(job, set_job, methods=["PUT"]),
         Route(job, delete_job, methods=["DELETE"]),
         Route(job + "/status", status, methods=["GET"]),
         Route(job + "/history", history, methods=["GET"]),
@@ -436,7 +491,7 @@ def create_app(
         Route(job + "/progress", action(store.set_job_progress, ("completed", "total"), ("completed",)), methods=["POST"]),
         Route(job + "/messages", action(store.append_job_message, ("text",), ("text",)), methods=["POST"]),
         Route(job + "/result", action(store.update_job_result, ("result", "inputJob"), ("result",), result="data", inputJob="input_job"), methods=["POST"]),
-        Route(job + "/fail", action(store.fail_job, ("message",)), methods=["POST"]),
+        Route(job + "/fail", action(store.fail_job, ("message", "retry")), methods=["POST"]),
         Route(job + "/release", action(store.release_job, ("reason", "worker")), methods=["POST"]),
         Route("/claims", claim, methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),

@@ -7,16 +7,16 @@ worked out here from the jobs themselves, so the page and ``/activity`` tell the
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from html import escape
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from .._lifecycle import entered, statistics
 from .._times import parse_time, utc_now
 from .._status import STATES, JobStatus
 from ._layout import ago, layout
-from ._page import progress_bar
+from ._page import job_link, plan_of, progress_bar, schedule_facts
 
 #: The minutes the activity chart covers.
 MINUTES = 60
@@ -67,8 +67,7 @@ def _lease_left(job: Mapping[str, Any], now: datetime.datetime) -> str:
 
 
 def _link(job: Mapping[str, Any]) -> str:
-    job_id = str(job.get("id", ""))
-    return f'<a href="/jobs/{escape(quote(job_id, safe=""))}">{escape(job_id)}</a>'
+    return job_link(str(job.get("id", "")))
 
 
 def overview(jobs: list[dict[str, Any]]) -> str:
@@ -104,9 +103,16 @@ def _last_line(job: Mapping[str, Any]) -> str:
     return lines[-1] if lines else ""
 
 
-def job_list(page: Mapping[str, Any], query: Mapping[str, str]) -> str:
-    """The job list page: the filters, a page of jobs (each error with its last message and when it failed), the bulk actions."""
+def job_list(page: Mapping[str, Any], query: Mapping[str, str], finished: Container[str] = frozenset()) -> str:
+    """The job list page: the filters, a page of jobs (each error with its last message and when it failed), the bulk actions.
+
+    :param finished: the ids of the finished jobs, to tell which jobs a job still waits on; a
+        schedule column is shown only when some job listed has a plan to tell (a store without
+        scheduled jobs lists as it always has)
+    """
     now = utc_now()
+    plans = [plan_of(job, finished, now) for job in page["jobs"]]
+    scheduled = any(plans)
     state, name, user, order = (query.get(key, "") for key in ("state", "name", "user", "order"))
     options = "".join(
         f'<option value="{value}"{" selected" if value == state else ""}>{value or "any"}</option>'
@@ -122,21 +128,25 @@ def job_list(page: Mapping[str, Any], query: Mapping[str, str]) -> str:
         '<button type="submit">Show</button></form>'
     )
     rows = []
-    for job in page["jobs"]:
+    for job, plan in zip(page["jobs"], plans):
         status = str(job.get("status", ""))
         job_id = escape(str(job.get("id", "")))
         if status == JobStatus.ERROR:
             detail = f'{escape(_last_line(job))} <span class="muted">failed {ago(entered(job), now)}</span>'
         else:
             detail = progress_bar(job.get("progress")) if status == JobStatus.RUNNING else ""
+        plan_cell = f'<td class="plan">{schedule_facts(plan, now)}</td>' if scheduled else ""
         rows.append(
             f'<tr class="{escape(status)}"><td><input type="checkbox" name="job" value="{job_id}" aria-label="select job {job_id}"></td>'
             f"<td>{_link(job)}</td><td>{escape(str(job.get('name', '')))}</td><td>{escape(str(job.get('user', '')))}</td>"
-            f'<td class="status-{escape(status)}">{escape(status)}</td><td class="text">{detail}</td><td>{ago(job.get("createdAt"), now)}</td></tr>'
+            f'<td class="status-{escape(status)}">{escape(status)}</td>{plan_cell}'
+            f'<td class="text">{detail}</td><td>{ago(job.get("createdAt"), now)}</td></tr>'
         )
+    schedule_heading = '<th scope="col">schedule</th>' if scheduled else ""
     table = (
         '<div class="scroll"><table id="jobs"><thead><tr><th scope="col"><input type="checkbox" id="select-all" aria-label="select every job shown"></th>'
         '<th scope="col">id</th><th scope="col">name</th><th scope="col">user</th><th scope="col">status</th>'
+        f"{schedule_heading}"
         '<th scope="col">progress or last message</th><th scope="col">submitted</th></tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></div>'
         if rows

@@ -63,6 +63,8 @@ def _body(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict
 
 
 _SECONDS = {"type": "number", "minimum": 0}
+#: The longest delay a job may be given, in seconds, as the store takes it.
+_LONGEST_DELAY = 1e11
 _WORKER = {"type": "string", "minLength": 1}
 _ID_PARAMETER = {
     "name": "job_id",
@@ -91,8 +93,18 @@ def openapi_document(job_schema: Mapping[str, Any]) -> dict[str, Any]:
     fields = job.get("properties", {})
     spec = {
         "type": "object",
-        "description": "The fields of a new job: any field of the job schema but id and status.",
-        "properties": {name: {"$ref": f"{_JOB}/properties/{name}"} for name in fields if name not in ("id", "status")},
+        "description": "The fields of a new job: any field of the job schema but id and status, and delay. The scheduling fields "
+        "(runAt or delay, priority, maxRetries, retryBackoff, dependsOn, key) say when and in which order it is claimed, how often "
+        "a failure sends it back to pending, and what it waits for; a key held by a job not yet ended answers with that job.",
+        "properties": {
+            **{name: {"$ref": f"{_JOB}/properties/{name}"} for name in fields if name not in ("id", "status")},
+            "delay": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": _LONGEST_DELAY,
+                "description": "Seconds from when the service takes the job before it is due: stored as runAt, so not with runAt.",
+            },
+        },
         "additionalProperties": False,
     }
 
@@ -169,6 +181,7 @@ def openapi_document(job_schema: Mapping[str, Any]) -> dict[str, Any]:
         },
     }
     ids = {"type": "array", "items": {"type": "string"}}
+    submitted = {"oneOf": [_ref("Job"), {"type": "object", "properties": {"jobs": {"type": "array", "items": _ref("Job")}}, "required": ["jobs"], "additionalProperties": False}]}
     job_actions: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
         "cancel": ("Cancel the job: a waiting one ends canceled, a running one is asked to stop.", {}, ()),
         "retry": ("Run an ended job again: back to pending, its history kept.", {}, ()),
@@ -176,7 +189,12 @@ def openapi_document(job_schema: Mapping[str, Any]) -> dict[str, Any]:
         "progress": ("Record how far a running job has got.", {"completed": {"type": "integer", "minimum": 0}, "total": {"type": ["integer", "null"], "minimum": 0}}, ("completed",)),
         "messages": ("Add a line to a running job's messages.", {"text": {"type": "string"}}, ("text",)),
         "result": ("Store the job's result and finish it: a string as given, any other JSON value as its indented JSON text.", {"result": {}, "inputJob": {"type": "object"}}, ("result",)),
-        "fail": ("Move a job that has not ended to error, adding the message.", {"message": {"type": "string"}}, ()),
+        "fail": (
+            "Move a job that has not ended to error, adding the message; a running job with retries left (maxRetries) goes back to "
+            "pending instead, due after its backoff, unless retry is false.",
+            {"message": {"type": "string"}, "retry": {"type": "boolean", "default": True}},
+            (),
+        ),
         "release": ("Hand a running job back to pending, its claim not counted as an attempt.", {"reason": {"type": "string"}, "worker": _WORKER}, ()),
     }
     paths: dict[str, Any] = {
@@ -238,13 +256,12 @@ def openapi_document(job_schema: Mapping[str, Any]) -> dict[str, Any]:
             },
             "post": {
                 "operationId": "submitJobs",
-                "summary": "Submit one job (an object) or many (an array, all or none); each starts pending.",
+                "summary": "Submit one job (an object) or many (an array, all or none); each starts pending, or, for a key a job not yet "
+                "ended holds, is answered by that job.",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [_ref("JobSpec"), {"type": "array", "items": _ref("JobSpec")}]}}}},
                 "responses": {
-                    "201": _json(
-                        {"oneOf": [_ref("Job"), {"type": "object", "properties": {"jobs": {"type": "array", "items": _ref("Job")}}, "required": ["jobs"], "additionalProperties": False}]},
-                        "the job, or {jobs: [...]} for an array",
-                    ),
+                    "200": _json(submitted, "nothing was made: every spec gave a key a job not yet ended holds, and that job is answered in its place"),
+                    "201": _json(submitted, "the job, or {jobs: [...]} for an array; at least one was made (a key already held answers with its holder)"),
                     **_errors(400),
                 },
             },
