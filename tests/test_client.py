@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from jobstore import InvalidJobError, JobNotFoundError, JobStateError, JobStore, ServiceUnavailableError, WaitTimeout
+from jobstore import InvalidArgumentError, InvalidJobError, JobNotFoundError, JobStateError, JobStore, ServiceUnavailableError, WaitTimeout
+from jobstore._times import parse_time
 from jobstore.api import job as local
 from jobstore.client import JobClient
 
@@ -143,3 +146,151 @@ def test_the_command_works_through_the_service(service, tmp_path):
     assert refused.returncode == 2 and "not through --url" in refused.stderr
     assert not (tmp_path / "jobstore").exists()  # nothing was made where the command ran
     assert JobStore(service.root).find_job(job_id)[1] == "finished"
+
+
+#: The scheduling fields a job is stored with.
+SCHEDULING = ("runAt", "priority", "maxRetries", "retryBackoff", "dependsOn", "key")
+
+
+def scheduling_of(job: dict[str, Any]) -> dict[str, Any]:
+    return {name: job[name] for name in SCHEDULING if name in job}
+
+
+def test_each_scheduling_keyword_reaches_the_store_as_a_local_store_takes_it(client, service, tmp_path):
+    local_store = JobStore(tmp_path / "local")
+    at = datetime.datetime(2031, 1, 1, 12, tzinfo=datetime.timezone.utc)
+    calls: list[dict[str, Any]] = [
+        {"run_at": at},
+        {"run_at": datetime.datetime(2031, 1, 1, 12)},  # naive: UTC
+        {"run_at": "2031-01-01T13:00:00+01:00"},
+        {"priority": 5},
+        {"priority": -2},
+        {"max_retries": 2},
+        {"retry_backoff": 0.5},
+        {"key": "nightly"},
+    ]
+    for keywords in calls:
+        there, here = client.create_job("j", **keywords), local_store.create_job("j", **keywords)
+        assert scheduling_of(there) == scheduling_of(here), keywords
+        assert JobStore(service.root).find_job(there["id"])[0] == there
+    assert scheduling_of(client.create_job("j", run_at=at))["runAt"] == "2031-01-01T12:00:00.000000Z"
+    assert client.create_job("again", key="nightly")["name"] == "j"  # the key's holder, not a new job
+
+    first = client.create_job("first")
+    client.set_job(7, {"name": "seven"}, "finished")
+    waiting = client.create_job("after", depends_on=(first["id"], 7, first["id"]))
+    assert waiting["dependsOn"] == [first["id"], "7"]
+
+
+def test_a_delay_starts_on_the_service(client):
+    for delay, seconds in ((datetime.timedelta(minutes=5), 300.0), (90, 90.0), (2.5, 2.5)):
+        before = datetime.datetime.now(datetime.timezone.utc)
+        job = client.create_job("later", delay=delay)
+        after = datetime.datetime.now(datetime.timezone.utc)
+        due = parse_time(job["runAt"])
+        assert due is not None and before + datetime.timedelta(seconds=seconds) <= due <= after + datetime.timedelta(seconds=seconds), (delay, job)
+    assert client.claim_job("w") is None  # none is due yet
+
+
+def test_the_api_job_names_take_the_api_job_keywords(client):
+    first = client.createJob("first", "ann", "r", "")
+    at = "2031-01-01T12:00:00.000000Z"
+    job = client.createJob(
+        "second", "ann", "r", "", runAt=at, priority=3, maxRetries=1, retryBackoff=2.0, dependsOn=[first["id"]], key="k"
+    )
+    assert scheduling_of(job) == {"runAt": at, "priority": 3, "maxRetries": 1, "retryBackoff": 2.0, "dependsOn": [first["id"]], "key": "k"}
+    later = client.createJob("third", "ann", "r", "", delay=datetime.timedelta(hours=1))
+    assert parse_time(later["runAt"]) > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=59)
+    assert client.createJob("fourth", "ann", "r", "", key="k")["id"] == job["id"]
+
+
+def untouched() -> Any:
+    """A client whose every request fails the test: what it refuses, it refuses without asking the service."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"sent {request.method} {request.url}")
+
+    return JobClient("http://127.0.0.1:9", transport=httpx.MockTransport(refuse))
+
+
+@pytest.mark.parametrize(
+    ("keywords", "field"),
+    [
+        ({"run_at": 5}, "runAt"),
+        ({"run_at": "soon"}, "runAt"),
+        ({"run_at": "2031-01-01T12:00:00Z", "delay": 5}, "runAt"),
+        ({"delay": -1}, "delay"),
+        ({"delay": "5"}, "delay"),
+        ({"delay": float("nan")}, "delay"),
+        ({"delay": True}, "delay"),
+        ({"priority": "high"}, "priority"),
+        ({"priority": 1.5}, "priority"),
+        ({"max_retries": -1}, "maxRetries"),
+        ({"retry_backoff": 0}, "retryBackoff"),
+        ({"retry_backoff": 7200}, "retryBackoff"),
+        ({"depends_on": "abc"}, "dependsOn"),
+        ({"depends_on": [""]}, "dependsOn"),
+        ({"depends_on": [None]}, "dependsOn"),
+        ({"key": ""}, "key"),
+        ({"key": 3}, "key"),
+    ],
+)
+def test_bad_scheduling_arguments_are_refused_as_a_local_store_refuses_them(keywords, field, tmp_path):
+    with pytest.raises(InvalidJobError) as local_refusal:
+        JobStore(tmp_path / "local").create_job("j", **keywords)
+    with untouched() as client:
+        with pytest.raises(InvalidJobError) as refused:
+            client.create_job("j", **keywords)
+        assert refused.value.fields == (field,) and str(refused.value) == str(local_refusal.value)
+        camel = {"run_at": "runAt", "max_retries": "maxRetries", "retry_backoff": "retryBackoff", "depends_on": "dependsOn"}
+        named = {camel.get(name, name): value for name, value in keywords.items()}
+        with pytest.raises(InvalidJobError) as by_api_job_names:
+            client.createJob("j", "u", "r", "", **named)
+        assert by_api_job_names.value.fields == (field,)
+        with pytest.raises(InvalidJobError) as in_a_batch:
+            client.create_jobs([{"name": "fine"}, {"name": "j", **named}])
+        assert in_a_batch.value.job_id == "#1" and in_a_batch.value.fields == (field,)
+
+
+def test_a_refusal_only_the_store_can_make_comes_back_from_it(client, service):
+    with pytest.raises(InvalidJobError) as refused:
+        client.create_job("j", depends_on=["nobody"])
+    assert refused.value.fields == ("dependsOn",) and "no job 'nobody'" in str(refused.value)
+    with pytest.raises(InvalidJobError) as in_a_batch:
+        client.create_jobs([{"name": "fine"}, {"name": "j", "runAt": datetime.datetime(2031, 1, 1), "delay": 5}])
+    assert in_a_batch.value.job_id == "#1" and in_a_batch.value.fields == ("runAt",)
+    assert JobStore(service.root).get_jobs() == []
+
+
+def test_a_batch_takes_times_and_spans_as_python_gives_them(client):
+    jobs = client.create_jobs(
+        [
+            {"name": "at", "runAt": datetime.datetime(2031, 1, 1, 12, tzinfo=datetime.timezone.utc)},
+            {"name": "in", "delay": datetime.timedelta(hours=2)},
+            {"name": "keyed", "key": "k", "priority": 1},
+        ]
+    )
+    assert jobs[0]["runAt"] == "2031-01-01T12:00:00.000000Z"
+    assert parse_time(jobs[1]["runAt"]) > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1, minutes=59)
+    assert scheduling_of(jobs[2]) == {"key": "k", "priority": 1}
+
+
+def test_a_failure_is_retried_unless_told_not_to(client, service):
+    job = client.create_job("flaky", max_retries=2, retry_backoff=0.05)
+    assert client.claim_job("w")["id"] == job["id"]
+    retried = client.fail_job(job["id"], "broke")
+    assert (retried["status"], retried["retries"]) == ("pending", 1) and "runAt" in retried
+    assert client.claimJob("w", wait=10)["id"] == job["id"]  # due again once its backoff is over
+    ended = client.failJob(job["id"], "broke again", retry=False)
+    assert (ended["status"], ended["retries"]) == ("error", 1)
+    assert "broke again" in ended["messages"]
+    assert JobStore(service.root).find_job(job["id"])[1] == "error"
+    plain = client.createJob("plain", "ann", "r", "")
+    assert client.failJob(jobId=plain["id"], message="never ran")["status"] == "error"  # waiting jobs are not retried
+
+
+@pytest.mark.parametrize("retry", ["no", 0, None])
+def test_a_retry_that_is_no_bool_is_refused(retry):
+    with untouched() as client, pytest.raises(InvalidArgumentError) as refused:
+        client.fail_job("j", "broke", retry=retry)
+    assert refused.value.argument == "retry"

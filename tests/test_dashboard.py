@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -200,3 +202,47 @@ def test_nothing_is_fetched_from_another_host(page, service, store):
     page.goto(service.url + "/")
     page.goto(service.url + "/jobs?f=html")
     assert asked and all(url.startswith(service.url) or url.startswith("data:") for url in asked), asked
+
+
+def test_the_list_has_a_schedule_column_only_while_a_listed_job_has_a_plan(page, service, store):
+    made = seed(store)
+    page.goto(service.url + "/jobs?f=html")
+    assert "schedule" not in page.locator("#jobs thead th").all_inner_texts()
+    page.goto(f"{service.url}/jobs/{made['pending']['id']}")
+    assert page.locator("#schedule").count() == 0
+
+    hostile = "<b>dep"  # no slash: an id with one names no job in a URL
+    store.set_job(hostile, {"name": "needed"}, "pending")
+    later = store.create_job("later", delay=300, priority=2, max_retries=3, depends_on=[made["running"]["id"], hostile])
+    page.goto(service.url + "/jobs?f=html")
+    headings = page.locator("#jobs thead th").all_inner_texts()
+    assert "schedule" in headings
+    row = page.locator("#jobs tbody tr", has=page.locator(f"a[href='/jobs/{later['id']}']"))
+    cell = row.locator("td.plan")
+    expect(cell.locator("[data-plan=due]")).to_have_text(re.compile(r"^due in [45]m$"))
+    assert cell.locator("[data-plan=priority]").inner_text() == "priority 2"
+    assert cell.locator("[data-plan=retries]").inner_text() == "3 retries left"
+    waits = cell.locator("[data-plan=waits]")
+    assert waits.locator("a").all_inner_texts() == [made["running"]["id"], hostile]
+    assert page.locator("b").count() == 0 and page.dialogs == []
+    # the column lines up: each row has as many cells as the head has headings
+    assert {row.locator("td").count() for row in page.locator("#jobs tbody tr").all()} == {len(headings)}
+    plain = page.locator("#jobs tbody tr", has=page.locator(f"a[href='/jobs/{made['pending']['id']}']"))
+    assert plain.locator("td.plan").inner_text() == ""
+
+    page.goto(f"{service.url}/jobs/{later['id']}")
+    schedule = page.locator("#schedule")
+    expect(schedule.locator("[data-plan=due]")).to_have_text(re.compile(r"^due in [45]m$"))
+    assert schedule.locator("[data-plan=priority]").inner_text() == "priority 2"
+    assert schedule.locator("[data-plan=retries]").inner_text() == "3 retries left"
+    assert schedule.locator("[data-plan=waits] a").all_inner_texts() == [made["running"]["id"], hostile]
+    store.update_job_result(made["running"]["id"], "done")
+    page.reload()
+    assert page.locator("#schedule [data-plan=waits] a").all_inner_texts() == [hostile]  # a finished dependency waits no more
+    page.click(f"#schedule a[href='/jobs/{quote(hostile, safe='')}']")
+    page.wait_for_url("**/jobs/*dep*")
+    assert hostile in page.locator("h1").inner_text()
+
+    store.delete_job(later["id"])
+    page.goto(service.url + "/jobs?f=html")
+    assert "schedule" not in page.locator("#jobs thead th").all_inner_texts()

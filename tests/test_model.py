@@ -1,12 +1,18 @@
 """A store and an in-memory model driven by the same random operations answer alike after every step.
 
 Hypothesis picks the operations (errors included: unknown ids, jobs in the wrong state, bad
-progress); after each one the results, the raised error and every state's jobs in order must
-agree, and a call that raised must have left the files byte for byte as they were.
+progress, unknown dependencies); after each one the results, the raised error and every state's
+jobs in order must agree, and a call that raised must have left the files byte for byte as they were.
+
+Jobs are submitted with the scheduling fields too: a priority, a runAt long past (due at once) or
+far future (never due while the test runs), retries whose backoff is over at once or lasts past
+the test, dependencies on jobs the store holds (or does not), and a key. Each claim must take
+the very job the model's claim order puts first.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import tempfile
@@ -14,7 +20,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from jobstore import InvalidJobError, JobStore
 
@@ -24,8 +30,30 @@ from model import STATES, Model, agree, seen
 STEPS = int(os.environ.get("JOBSTORE_MODEL_STEPS", "40"))
 EXAMPLES = int(os.environ.get("JOBSTORE_FUZZ_EXAMPLES", "60"))
 
+#: The store's own backoff, for jobs with retries and none of their own: long enough that such a
+#: retry is never due while a test runs.
+STORE_BACKOFF = 600.0
+
 texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 fixed_ids = st.sampled_from(["a", "b/c", "d.e", "42", "ghost"])
+UTC = datetime.timezone.utc
+#: Times to run at, in the forms a submitter may give them: long past (the first four one instant,
+#: so that their jobs tie and the state's order decides) or far future.
+run_ats = st.sampled_from(
+    [
+        datetime.datetime(2000, 1, 1, tzinfo=UTC),
+        "2000-01-01T00:00:00Z",
+        "2000-01-01T02:00:00+02:00",
+        datetime.datetime(2000, 1, 1),  # naive: UTC
+        "2001-06-15T12:30:00.250000Z",
+        "2999-01-01T00:00:00Z",
+        datetime.datetime(2999, 1, 1, tzinfo=UTC),
+    ]
+)
+priorities = st.integers(-1, 2)
+#: A backoff over by the next operation, or one lasting past the test (as the store's own does).
+backoffs = st.sampled_from([1e-6, 600.0])
+keys = st.sampled_from(["k1", "k2"])
 
 
 class StoreAgainstModel(RuleBasedStateMachine):
@@ -36,8 +64,8 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="jobstore-model-"))
-        self.store = JobStore(self.directory / "store", durable=False, segment_size=3)
-        self.model = Model()
+        self.store = JobStore(self.directory / "store", durable=False, segment_size=3, retry_backoff=STORE_BACKOFF)
+        self.model = Model(default_backoff=STORE_BACKOFF)
 
     def teardown(self) -> None:
         StoreAgainstModel.runs += 1
@@ -45,18 +73,58 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     def both(self, call, expect):
         """Run ``expect`` on the model and ``call`` on the store; they must return alike or raise alike, a failure changing no byte."""
-        return agree(call, expect, lambda: snapshot(self.store.path))[0]
+        return agree(call, expect, lambda: snapshot(self.store.path), self.model.learn)[0]
 
-    @rule(target=ids, name=texts, user=texts, request=texts)
-    def create(self, name, user, request):
-        created = self.store.create_job(name, user, request)
-        self.model.create(created["id"], name, user, request)
-        assert seen(created) == self.model.jobs[created["id"]]
-        return created["id"]
+    @rule(
+        target=ids,
+        name=texts,
+        user=texts,
+        request=texts,
+        run_at=st.none() | run_ats,
+        priority=st.none() | priorities,
+        max_retries=st.none() | st.integers(0, 2),
+        retry_backoff=st.none() | backoffs,
+        depends_on=st.none() | st.lists(ids | fixed_ids, max_size=3),
+        key=st.none() | keys,
+    )
+    def create(self, name, user, request, run_at, priority, max_retries, retry_backoff, depends_on, key):
+        options = {"run_at": run_at, "priority": priority, "max_retries": max_retries, "retry_backoff": retry_backoff, "depends_on": depends_on, "key": key}
+        spec = {"runAt": run_at, "priority": priority, "maxRetries": max_retries, "retryBackoff": retry_backoff, "dependsOn": depends_on, "key": key}
+        created = self.both(lambda: self.store.create_job(name, user, request, **options), lambda: self.model.create(name=name, user=user, request=request, **spec))
+        return multiple() if created is None else created["id"]
 
-    @rule(target=ids, job_id=ids | fixed_ids, state=st.sampled_from(STATES), request=texts)
-    def set_job(self, job_id, state, request):
-        self.both(lambda: self.store.set_job(job_id, {"request": request}, state), lambda: self.model.set(job_id, {"request": request}, state))
+    @rule(
+        target=ids,
+        specs=st.lists(
+            st.fixed_dictionaries(
+                {"name": texts},
+                optional={
+                    "runAt": run_ats,
+                    "priority": priorities,
+                    "maxRetries": st.integers(0, 2),
+                    "retryBackoff": backoffs,
+                    "dependsOn": st.lists(ids | fixed_ids, max_size=2),
+                    "key": keys,
+                },
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    )
+    def create_many(self, specs):
+        created = self.both(lambda: self.store.create_jobs(specs), lambda: self.model.submit(specs))
+        return multiple(*(job["id"] for job in created or ()))
+
+    @rule(
+        target=ids,
+        job_id=ids | fixed_ids,
+        state=st.sampled_from(STATES),
+        request=texts,
+        scheduling=st.fixed_dictionaries({}, optional={"priority": priorities, "runAt": run_ats}),
+    )
+    def set_job(self, job_id, state, request, scheduling):
+        data = {"request": request, **scheduling}
+        self.both(lambda: self.store.set_job(job_id, data, state), lambda: self.model.set(job_id, data, state))
         return job_id
 
     @rule(job_id=ids | fixed_ids, result=texts)
@@ -81,9 +149,9 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def append(self, job_id, text):
         self.both(lambda: self.store.append_job_message(job_id, text), lambda: self.model.append(job_id, text))
 
-    @rule(job_id=ids | fixed_ids, message=texts)
-    def fail(self, job_id, message):
-        self.both(lambda: self.store.fail_job(job_id, message), lambda: self.model.fail(job_id, message))
+    @rule(job_id=ids | fixed_ids, message=texts, retry=st.booleans())
+    def fail(self, job_id, message, retry):
+        self.both(lambda: self.store.fail_job(job_id, message, retry=retry), lambda: self.model.fail(job_id, message, retry))
 
     @rule(job_id=ids | fixed_ids, reason=texts)
     def release(self, job_id, reason):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import subprocess
 import sys
@@ -414,3 +415,116 @@ def test_a_wrong_method_says_which_the_path_takes(service):
 def test_a_claim_wait_that_is_no_number_is_400(service, wait):
     answer = httpx.post(service.url + "/claims", json={"wait": wait})
     assert answer.status_code == 400 and "wait must be" in answer.json()["detail"]
+
+
+def test_a_job_submitted_with_scheduling_fields_keeps_them(service):
+    first = httpx.post(service.url + "/jobs", json={"name": "first"}).json()
+    body = {"name": "a", "runAt": "2031-01-01T13:00:00+01:00", "priority": 4, "maxRetries": 2, "retryBackoff": 1.5, "dependsOn": [first["id"]], "key": "nightly"}
+    answer = httpx.post(service.url + "/jobs", json=body)
+    assert answer.status_code == 201, answer.text
+    job = answer.json()
+    assert {name: job[name] for name in body} == {**body, "runAt": "2031-01-01T12:00:00.000000Z"}
+    assert JobStore(service.root).find_job(job["id"])[0] == job
+    before = time.time()
+    later = httpx.post(service.url + "/jobs", json={"name": "b", "delay": 600})
+    assert later.status_code == 201 and "delay" not in later.json()
+    due = datetime.datetime.fromisoformat(later.json()["runAt"].replace("Z", "+00:00")).timestamp()
+    assert before + 600 <= due <= time.time() + 600
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"runAt": "soon"}, "runAt"),
+        ({"runAt": 5}, "runAt"),
+        ({"runAt": "0001-01-01T00:00:00+01:00"}, "runAt"),  # before the year 1 in UTC
+        ({"runAt": "2031-01-01T00:00:00Z", "delay": 5}, "runAt"),
+        ({"delay": -1}, "delay"),
+        ({"delay": "5"}, "delay"),
+        ({"delay": 1e12}, "delay"),
+        ({"priority": 1.5}, "priority"),
+        ({"priority": True}, "priority"),
+        ({"maxRetries": -1}, "maxRetries"),
+        ({"retryBackoff": 0}, "retryBackoff"),
+        ({"dependsOn": "abc"}, "dependsOn"),
+        ({"dependsOn": ["nobody"]}, "dependsOn"),
+        ({"key": ""}, "key"),
+        ({"key": 3}, "key"),
+    ],
+)
+def test_a_bad_scheduling_field_is_400_naming_it(service, fields, field):
+    for body, job_ref in (({"name": "j", **fields}, "#0"), ([{"name": "fine"}, {"name": "j", **fields}], "#1")):
+        answer = httpx.post(service.url + "/jobs", json=body)
+        assert answer.status_code == 400, answer.text
+        refusal = answer.json()
+        assert refusal["error"] == "InvalidJobError" and refusal["fields"] == [field] and refusal["attributes"]["jobId"] == job_ref
+    assert JobStore(service.root).get_jobs() == []
+
+
+def test_a_time_past_the_calendar_set_by_put_is_400(service):
+    answer = httpx.put(service.url + "/jobs/j", json={"state": "pending", "data": {"runAt": "9999-12-31T23:59:59-01:00"}})
+    assert answer.status_code == 400 and answer.json()["fields"] == ["runAt"]
+
+
+def test_a_key_already_held_answers_200_with_its_holder(service):
+    url = service.url + "/jobs"
+    made = httpx.post(url, json={"name": "nightly", "key": "k"})
+    assert made.status_code == 201
+    again = httpx.post(url, json={"name": "other", "key": "k"})
+    assert again.status_code == 200 and again.json() == made.json()
+    held = httpx.post(url, json=[{"key": "k"}, {"key": "k"}])
+    assert held.status_code == 200 and [job["id"] for job in held.json()["jobs"]] == [made.json()["id"]] * 2
+    mixed = httpx.post(url, json=[{"key": "k"}, {"name": "fresh", "key": "k2"}, {"name": "fresh too", "key": "k2"}])
+    assert mixed.status_code == 201
+    jobs = mixed.json()["jobs"]
+    assert jobs[0]["id"] == made.json()["id"] and jobs[1]["id"] == jobs[2]["id"] != jobs[0]["id"]
+    unkeyed = httpx.post(url, json=[{"key": "k"}, {"name": "plain"}])
+    assert unkeyed.status_code == 201
+    store = JobStore(service.root)
+    store.claim_job("w")
+    store.update_job_result(made.json()["id"], "done")  # an ended job holds its key no more
+    after = httpx.post(url, json={"name": "nightly", "key": "k"})
+    assert after.status_code == 201 and after.json()["id"] != made.json()["id"]
+
+
+def test_of_submissions_racing_with_one_key_one_is_201_the_others_200_with_its_job(service):
+    answers: list[httpx.Response] = []
+    start = threading.Barrier(8)
+
+    def submit() -> None:
+        start.wait(10)
+        answers.append(httpx.post(service.url + "/jobs", json={"name": "once", "key": "race"}, timeout=30))
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=40)
+    assert sorted(answer.status_code for answer in answers) == [200] * 7 + [201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert len(JobStore(service.root).get_jobs()) == 1
+
+
+def test_fail_retries_a_job_with_retries_left_unless_told_not_to(service, store):
+    job = store.create_job("flaky", max_retries=3, retry_backoff=0.05)
+    store.claim_job("w")
+    url = f"{service.url}/jobs/{job['id']}/fail"
+    retried = httpx.post(url, json={"message": "broke", "retry": True})
+    assert retried.status_code == 200 and retried.json()["status"] == "pending" and retried.json()["retries"] == 1
+    assert store.claim_job("w", wait=10)["id"] == job["id"]
+    by_default = httpx.post(url, json={"message": "broke"})
+    assert by_default.json()["status"] == "pending" and by_default.json()["retries"] == 2
+    assert store.claim_job("w", wait=10)["id"] == job["id"]
+    ended = httpx.post(url, json={"message": "gave up", "retry": False})
+    assert ended.status_code == 200 and ended.json()["status"] == "error" and ended.json()["retries"] == 2
+
+
+@pytest.mark.parametrize(("body", "named"), [({"retry": "yes"}, "retry"), ({"retry": 1}, "retry"), ({"retry": None}, "retry"), ({"message": 5}, "messages")])
+def test_a_fail_argument_of_the_wrong_type_is_400_naming_it(service, store, body, named):
+    job = store.create_job("j")
+    store.claim_job("w")
+    answer = httpx.post(f"{service.url}/jobs/{job['id']}/fail", json=body)
+    assert answer.status_code == 400, answer.text
+    refusal = answer.json()
+    assert named in (refusal.get("fields") or [refusal["attributes"].get("argument")]), refusal
+    assert store.find_job(job["id"])[1] == "running"

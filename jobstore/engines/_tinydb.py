@@ -75,6 +75,11 @@ MOST_LOG_BYTES = 16 << 20
 #: The longest the state files lag behind the log while the writer lives: a writer's helper
 #: thread writes them this long after its first write they lack, at the latest.
 MAX_DELAY = 1.0
+
+#: Seconds a claim trusts what it knows of segments holding no job due: each one is checked for
+#: changes made by hand at least this often (changes made by jobstore are followed from the log).
+HAND_EDIT_LOOK = 1.0
+
 #: The pause after a writer's last write before its helper thread writes the files, so that a
 #: burst of writes costs one rewrite of each file.
 QUIET_DELAY = 0.05
@@ -249,6 +254,12 @@ class Segment:
             self._schedule = SegmentSchedule(self.storage.table)
         return self._schedule
 
+    def replace_table(self, table: dict[str, Document], puts: Mapping[str, Document], removes: Iterable[str]) -> None:
+        """Take the table a change made (``removes`` out, then ``puts`` in), its schedule following without a rebuild."""
+        if self._schedule is not None and self._schedule.table is self.storage.table:
+            self._schedule.changed(table, puts, removes)
+        self.storage.table = table
+
 
 class StateTable:
     """One state's table: its segments in order, and an index from job id to segment number.
@@ -271,6 +282,10 @@ class StateTable:
         self.segments: dict[int, Segment] = {}
         self.index: dict[str, int] = {}
         self._fresh: set[int] = set()
+        #: every segment was checked this session: a lookup by id need not go through them again
+        self._all_fresh = False
+        #: when a claim last checked every segment (time.monotonic)
+        self._all_looked = -HAND_EDIT_LOOK
 
     def sync(self, numbers: set[int]) -> None:
         """Start a session: take the numbers of the segment files present now."""
@@ -282,6 +297,7 @@ class StateTable:
                     self.segments[number] = Segment(self.root, self.state, number, self.folder)
             self.segments = dict(sorted(self.segments.items()))
         self._fresh = set()
+        self._all_fresh = False
 
     def ensure(self, number: int) -> Segment:
         """Return the segment, re-read first if its file changed since this process read it.
@@ -306,13 +322,31 @@ class StateTable:
         return segment
 
     def ensure_all(self) -> None:
-        for number in list(self.segments):
+        if not self._all_fresh:
+            for number in list(self.segments):
+                self.ensure(number)
+            self._all_fresh = True
+
+    def known(self, job_id: str) -> int | None:
+        """Return the number of the segment holding the job if the index says so and that segment, checked, agrees; else None.
+
+        A job found so needs one segment checked, not all: the index follows every write of
+        every jobstore process, and a file changed by hand is read again when checked.
+        """
+        number = self.index.get(job_id)
+        if number is not None:
             self.ensure(number)
+            if self.index.get(job_id) == number:
+                return number
+        return None
 
     def locate(self, job_id: str) -> int | None:
         """Return the number of the segment holding the job, or None."""
-        self.ensure_all()
-        return self.index.get(job_id)
+        number = self.known(job_id)
+        if number is None:
+            self.ensure_all()  # only every segment can tell that the job is not here
+            number = self.index.get(job_id)
+        return number
 
     def get(self, job_id: str) -> TinyDocument | None:
         number = self.locate(job_id)
@@ -320,12 +354,25 @@ class StateTable:
 
     def due(self, moment: str, ready: Callable[[Mapping[str, Any]], bool]) -> TinyDocument | None:
         """The first job in claim order due by ``moment`` and ``ready``; ties go to the job that entered first."""
-        best: tuple[float, str, int, int, str] | None = None
-        for number in list(self.segments):
-            entry = self.ensure(number).schedule().first_due(moment, ready)
-            if entry is not None and (best is None or (entry[0], entry[1], number, entry[2]) < best[:4]):
-                best = (entry[0], entry[1], number, entry[2], entry[3])
-        return None if best is None else self.segments[best[2]].document(best[4])
+        if time.monotonic() - self._all_looked >= HAND_EDIT_LOOK:
+            self.ensure_all()
+            self._all_looked = time.monotonic()
+        while True:
+            best: tuple[float, str, int, int, str] | None = None
+            for number, segment in list(self.segments.items()):
+                if not segment.storage.loaded():
+                    segment = self.ensure(number)
+                entry = segment.schedule().first_due(moment, ready)
+                if entry is not None and (best is None or (entry[0], entry[1], number, entry[2]) < best[:4]):
+                    best = (entry[0], entry[1], number, entry[2], entry[3])
+            if best is None:
+                return None
+            chosen = self.segments[best[2]]
+            before = chosen.storage.table
+            self.ensure(best[2])
+            if chosen.storage.table is before:
+                return chosen.document(best[4])
+            self.ensure_all()  # changed by hand: look again at every segment as it is now
 
     def needing(self, job_id: str) -> list[TinyDocument]:
         """The jobs of the table whose dependsOn names the job."""
@@ -356,6 +403,7 @@ class StateTable:
         if segment is None:
             segment = self.segments[number] = Segment(self.root, self.state, number, self.folder)
             self.segments = dict(sorted(self.segments.items()))
+            self._all_fresh = False
         return segment
 
     def last(self) -> Segment:
@@ -839,7 +887,8 @@ class TinyDBEngine:
                 self._tables[change.state].segments.pop(segment.number, None)
             if not storage.loaded():
                 storage.key = None  # a segment this write began: no file has it yet
-            storage.table, storage.staged = storage.staged, None
+            segment.replace_table(storage.staged, change.puts, change.removes)
+            storage.staged = None
             storage.added += change.added
             self._tables[change.state].reindex(segment.number, change.puts, change.removes)
         self._relist(touched)
@@ -895,7 +944,16 @@ class TinyDBEngine:
         return list(changes.values())
 
     def _holder(self, job_id: str) -> tuple[JobStatus, int] | None:
-        """Return the state and segment number of the job; a job is in one table, so the search stops there."""
+        """Return the state and segment number of the job; a job is in one table, so the search stops there.
+
+        Where the index knows the job, one segment is checked: the job was read in this session
+        (a write follows a read), so every file that could hold it was checked then, or it came
+        from the one segment a claim took it from.
+        """
+        for state in STATES:
+            number = self.table(state).known(job_id)
+            if number is not None:
+                return state, number
         for state in STATES:
             number = self.table(state).locate(job_id)
             if number is not None:
@@ -1095,7 +1153,10 @@ class TinyDBEngine:
             if updated is None:
                 table.segments.pop(segment.number, None)
                 continue
-            storage.table = updated
+            if change.image is None:
+                segment.replace_table(updated, change.puts, change.removes)
+            else:
+                storage.table = updated
             if change.image is not None:
                 table.reindex(segment.number, updated, set())
             else:
