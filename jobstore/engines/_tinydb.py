@@ -388,9 +388,9 @@ class StateTable:
         """The job of the table whose key is ``key``, or None."""
         self.ensure_all()
         for segment in self.segments.values():
-            holder = segment.schedule().keys.get(key)
-            if holder is not None:
-                return segment.document(holder)
+            holders = segment.schedule().keys.get(key)
+            if holders:
+                return segment.document(holders[0])
         return None
 
     def all(self) -> list[TinyDocument]:
