@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from jobstore import JobStore
+from jobstore.engines._due import SegmentSchedule
 
 from conftest import flushed, raw_tables
 
@@ -107,3 +111,40 @@ def test_a_job_larger_than_the_bound_has_a_file_of_its_own(root):
     store.flush()
     tables = [json.loads((root / name).read_text())["pending"] for name in ("pending.json", "pending-0002.json", "pending-0003.json")]
     assert [list(table) for table in tables] == [[small["id"]], [large["id"]], [after["id"]]]
+
+
+JOB_IDS = st.sampled_from([f"j{n}" for n in range(8)])
+SCHEDULED = st.fixed_dictionaries(
+    {},
+    optional={
+        "priority": st.integers(-2, 2),
+        "runAt": st.sampled_from(["2026-01-01T00:00:00.000000Z", "2026-06-01T00:00:00.000000Z"]),
+        "key": st.sampled_from(["a", "b"]),
+        "dependsOn": st.lists(JOB_IDS, max_size=2, unique=True),
+    },
+)
+CHANGES = st.lists(st.tuples(st.dictionaries(JOB_IDS, SCHEDULED, max_size=3), st.sets(JOB_IDS, max_size=2)), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(CHANGES)
+def test_a_segments_claim_order_followed_change_by_change_is_the_one_built_afresh(changes):
+    table: dict = {}
+    followed = SegmentSchedule(table)
+    for puts, removes in changes:
+        documents = {job_id: {"id": job_id, "history": [{"status": "pending", "at": "2026-03-01T00:00:00.000000Z"}], **fields} for job_id, fields in puts.items()}
+        after = dict(table)
+        for job_id in removes:
+            after.pop(job_id, None)
+        after.update(documents)
+        followed.changed(after, documents, removes)
+        table = after
+        fresh = SegmentSchedule(table)
+        # Positions may differ (a rebuild counts from 0); the order they give may not.
+        assert [entry[3] for entry in followed.order] == [entry[3] for entry in fresh.order]
+        assert {key: sorted(ids) for key, ids in followed.keys.items()} == {key: sorted(ids) for key, ids in fresh.keys.items()}
+        assert {job: sorted(ids) for job, ids in followed.needed_by.items()} == {job: sorted(ids) for job, ids in fresh.needed_by.items()}
+        for moment in ("2025-12-31T00:00:00.000000Z", "2026-03-01T00:00:00.000000Z", "2026-07-01T00:00:00.000000Z"):
+            due = followed.first_due(moment, lambda job: True)
+            expected = fresh.first_due(moment, lambda job: True)
+            assert (due and due[3]) == (expected and expected[3])
