@@ -85,7 +85,10 @@ def run_at_text(job_id: object, value: object) -> str:
         raise InvalidJobError(job_id, [("runAt", f"a time is a datetime or ISO 8601 text, not {value!r}")])
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return timestamp(moment)
+    try:
+        return timestamp(moment)
+    except OverflowError:
+        raise InvalidJobError(job_id, [("runAt", f"a time is within the years 1 to 9999 in UTC, not {value!r}")]) from None
 
 
 def settle(job_id: object, fields: dict[str, Any], delay: object = None) -> dict[str, Any]:

@@ -363,15 +363,15 @@ class JobStore:
     def _new_job(self, job_id: str, state: JobStatus, fields: Mapping[str, Any]) -> Document:
         return {**self.schema.defaults(), **fields, "id": job_id, "status": state.value}
 
-    def _admit(self, session: Session, batch: Batch, fields: Mapping[str, Any], holders: dict[str, Document]) -> Document:
-        """Stage a job submitted with ``fields``, or return the job not yet ended that holds its key.
+    def _admit(self, session: Session, batch: Batch, fields: Mapping[str, Any], holders: dict[str, Document]) -> tuple[Document, bool]:
+        """Stage a job submitted with ``fields`` and return it with True, or return the job not yet ended that holds its key, with False.
 
         :param holders: key -> the job holding it, for every key the submission gives (looked up
             beforehand, in key order, so that engines holding keys for a session take them in one order)
         """
         key = fields.get("key")
         if isinstance(key, str) and key in holders:
-            return holders[key]
+            return holders[key], False
         # Made under the lock: the defaults are those of the schema the store records now.
         job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
         if self.max_retries and "maxRetries" not in job:
@@ -386,7 +386,7 @@ class JobStore:
         batch.put(state, job, new=True)
         if isinstance(key, str):
             holders[key] = job
-        return job
+        return job, True
 
     def _check_needs(self, session: Session, batch: Batch, job_id: str, needs: Iterable[str]) -> str | None:
         """Refuse dependencies on unknown jobs, or that would make a cycle; return the first one in error, if any.
@@ -459,12 +459,14 @@ class JobStore:
         fields = {"name": name, "user": user, "request": request, "result": result, "messages": "", **_schedule.settle("new job", given, delay)}
 
         def create(session: Session, batch: Batch) -> Document:
-            return self._admit(session, batch, fields, self._holders(session, [fields]))
+            return self._admit(session, batch, fields, self._holders(session, [fields]))[0]
 
         return self._transact(create)
 
     def create_jobs(self, specs: Iterable[Mapping[str, Any]]) -> list[Document]:
         """Submit many jobs at once: one lock, one write per file, all of them or none.
+
+        :meth:`submit_jobs` does the same and says which were made.
 
         :param specs: for each job, a dict of its fields (``name``, ``user``, ``request``, ``result``,
             the scheduling fields ``runAt``, ``priority``, ``maxRetries``, ``retryBackoff``,
@@ -472,6 +474,14 @@ class JobStore:
             ``id`` and ``status``)
         :returns: the stored documents, in the order of ``specs`` (for a key already held, the job that holds it)
         :raises InvalidJobError: naming the first spec at fault (by its index); nothing is written
+        """
+        return [job for job, _ in self.submit_jobs(specs)]
+
+    def submit_jobs(self, specs: Iterable[Mapping[str, Any]]) -> list[tuple[Document, bool]]:
+        """Submit many jobs as :meth:`create_jobs` does, saying of each whether it was made.
+
+        :returns: for each spec, in order, the stored document and True, or the job holding the
+            key the spec gives and False (nothing was made for that spec)
         """
         if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
             raise InvalidArgumentError("specs", specs, "a list of dicts of job fields")
@@ -483,9 +493,9 @@ class JobStore:
                     raise InvalidJobError(f"#{index}", [(name, "is assigned by the store, not given")])
             delay = fields.pop("delay", None)
             given.append({"messages": "", **_schedule.settle(f"#{index}", fields, delay)})
-        jobs: list[Document] = []
+        jobs: list[tuple[Document, bool]] = []
 
-        def create(session: Session, batch: Batch) -> list[Document]:
+        def create(session: Session, batch: Batch) -> list[tuple[Document, bool]]:
             holders = self._holders(session, given)
             jobs[:] = []
             for fields in given:
@@ -498,7 +508,7 @@ class JobStore:
         try:
             return self._transact(create)
         except InvalidJobError as error:
-            position = next((i for i, job in enumerate(jobs) if job["id"] == error.job_id), None)
+            position = next((i for i, (job, _) in enumerate(jobs) if job["id"] == error.job_id), None)
             if position is None:
                 raise
             raise InvalidJobError(f"#{position}", error.problems) from None

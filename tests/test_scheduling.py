@@ -305,7 +305,7 @@ def test_a_failed_job_comes_back_only_after_its_backoff_until_its_retries_run_ou
 
 
 def test_an_expired_lease_is_a_failure_for_a_job_with_retries(store):
-    lease = 0.3
+    lease = 0.5
     made = store.create_jobs(
         [{"name": f"lost-{n}", "maxRetries": 1, "retryBackoff": BACKOFF} for n in range(2)]
         + [{"name": f"saved-{n}", "maxRetries": 1, "retryBackoff": BACKOFF} for n in range(2)]

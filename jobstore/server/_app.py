@@ -81,8 +81,6 @@ class Service:
         self.store = store
         self.max_body = count("max_body", max_body, 1)
         self.changes = Changes(store)
-        #: held by a submission whose every job has a key, so that it can tell a job it made from one it was handed
-        self.keyed = asyncio.Lock()
 
     async def run(self, operation: Callable[..., T], *args: Any, **options: Any) -> T:
         """Run a store operation in a worker thread: the file lock may block, the event loop must not."""
@@ -161,37 +159,9 @@ def _job_id(request: Request) -> str:
     return str(request.path_params["job_id"])
 
 
-def _refuse_unwritable_times(job_ref: str, fields: Mapping[str, Any]) -> None:
-    """Refuse a ``runAt`` whose moment in UTC falls outside the years 1 to 9999, which no time jobstore writes can hold.
-
-    :raises InvalidJobError: naming ``runAt``, rather than failing on the overflow
-    """
-    given = fields.get("runAt")
-    if isinstance(given, str):
-        try:
-            _schedule.run_at_text(job_ref, given)
-        except OverflowError:
-            raise InvalidJobError(job_ref, [("runAt", f"a time is within the years 1 to 9999 in UTC, not {given!r}")]) from None
-
-
 def _finished_ids(jobs: Iterable[Mapping[str, Any]]) -> frozenset[str]:
     """The ids of the finished jobs among these: what a job's dependencies wait for."""
     return frozenset(str(job.get("id")) for job in jobs if job.get("status") == JobStatus.FINISHED)
-
-
-def made_here(jobs: list[dict[str, Any]], began: datetime.datetime, done: datetime.datetime) -> bool:
-    """Whether a submission whose every job has a key made any of the jobs answered, rather than only handing back holders of the keys.
-
-    The store answers a key another job holds with that job, as it answers a new job. A job it
-    made was written during the call (by this process's clock), a holder before it: while the
-    service submits keyed jobs one at a time, no holder it answers was made by another of its
-    own submissions during the call.
-    """
-    for job in jobs:
-        created = parse_time(job.get("createdAt"))
-        if created is not None and began <= created <= done:
-            return True
-    return False
 
 
 def _query_number(request: Request, name: str, default: float, most: float) -> float:
@@ -286,22 +256,13 @@ def create_app(
         if not many and not isinstance(body, dict):
             raise InvalidArgumentError("body", body, "a JSON object of job fields, or an array of them")
         specs: list[Any] = body if many else [body]
-        for index, spec in enumerate(specs):
-            if isinstance(spec, dict):
-                _refuse_unwritable_times(f"#{index}", spec)
-        if specs and all(isinstance(spec, dict) and spec.get("key") is not None for spec in specs):
-            async with service.keyed:
-                began = utc_now()
-                jobs = await write(store.create_jobs, specs)
-                made = made_here(jobs, began, utc_now())
-        else:
-            jobs, made = await write(store.create_jobs, specs), True  # a spec without a key always makes a job
+        submitted = await write(store.submit_jobs, specs)
+        jobs = [job for job, _ in submitted]
+        made = any(made for _, made in submitted)
         return _json({"jobs": jobs} if many else jobs[0], 201 if made else 200)
 
     async def set_job(request: Request) -> Response:
         given = await arguments(request, ("data", "state"))
-        if isinstance(given.get("data"), dict):
-            _refuse_unwritable_times(_job_id(request), given["data"])
         return _json(await write(store.set_job, _job_id(request), **given))
 
     async def found(request: Request) -> dict[str, Any]:
