@@ -25,7 +25,7 @@ Operation = Callable[[Session, Batch], T]
 FINAL_STATES = frozenset({JobStatus.FINISHED, JobStatus.ERROR})
 _RUN_TIMES = ("startedAt", "finishedAt", "leaseExpiresAt")
 # What a re-run starts without: the traces of the previous run, and who ran it.
-_RUN_FIELDS = ("worker", "attempts", "progress", "cancelRequested", "canceled", *_RUN_TIMES)
+_RUN_FIELDS = ("worker", "attempts", "retries", "runAt", "progress", "cancelRequested", "canceled", *_RUN_TIMES)
 
 
 def record_change(document: Document, stamp: str) -> None:

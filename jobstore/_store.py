@@ -378,7 +378,7 @@ class JobStore:
             job["maxRetries"] = self.max_retries  # written into the job: every process then retries it alike
             job.setdefault("retryBackoff", self.retry_backoff)
         state = JobStatus.PENDING
-        failed = self._check_needs(session, batch, job["id"], _schedule.depends_on(job))
+        failed = self._check_needs(session, batch, job["id"], _schedule.depends_on(job), new=True)
         if failed is not None:
             state = JobStatus.ERROR
             job["status"] = state.value
@@ -388,9 +388,13 @@ class JobStore:
             holders[key] = job
         return job, True
 
-    def _check_needs(self, session: Session, batch: Batch, job_id: str, needs: Iterable[str]) -> str | None:
+    def _check_needs(self, session: Session, batch: Batch, job_id: str, needs: Iterable[str], *, new: bool = False) -> str | None:
         """Refuse dependencies on unknown jobs, or that would make a cycle; return the first one in error, if any.
 
+        The batch relies on every job read here: a dependency failing meanwhile, or another
+        write closing a cycle, makes one of the two operations run again and see the other.
+
+        :param new: the job's id was just made up, so no job can depend on it: no cycle to look for
         :raises InvalidJobError: naming ``dependsOn``
         """
         failed = None
@@ -400,8 +404,11 @@ class JobStore:
             found = session.find(needed)
             if found is None:
                 raise InvalidJobError(job_id, [("dependsOn", f"no job {needed!r} is in the store")])
+            batch.rely_on(needed)
             if found[0] is JobStatus.ERROR and failed is None:
                 failed = needed
+            if new:
+                continue
             # A cycle would need a path back from the dependency to this job: follow every one.
             seen, ahead = {needed}, list(_schedule.depends_on(found[1]))
             while ahead:
@@ -410,6 +417,7 @@ class JobStore:
                     raise InvalidJobError(job_id, [("dependsOn", f"depending on {needed!r} makes a cycle: {needed!r} waits for this job")])
                 if step not in seen and (further := session.find(step)) is not None:
                     seen.add(step)
+                    batch.rely_on(step)
                     ahead += _schedule.depends_on(further[1])
         return failed
 
@@ -541,7 +549,9 @@ class JobStore:
         fields.update(_schedule.settle(job_id, {name: fields[name] for name in _schedule.FIELDS if fields.get(name) is not None}))
 
         def set_job(session: Session, batch: Batch) -> Document:
-            if "dependsOn" in fields:
+            if isinstance(fields.get("dependsOn"), list):  # anything else is the schema's to refuse
+                # Two such changes at once could each see no cycle and make one together: they take turns.
+                session.hold("dependencies")
                 self._check_needs(session, batch, job_id, fields["dependsOn"])
             found = session.find(job_id)
             job = {**found[1], **fields, "status": target.value} if found else self._new_job(job_id, target, fields)

@@ -246,7 +246,8 @@ class Model:
                 continue
             stand_in = predicted["id"]
             if stand_in in self.fresh and stand_in not in names:
-                assert given["id"] not in self.jobs, f"the store answered with job {given['id']}, the model with a new one"
+                made = given["id"] not in self.jobs and given["id"] not in names.values()
+                assert made, f"the store answered with job {given['id']}, the model with a new one"
                 names[stand_in] = given["id"]
             if stand_in in self.later:
                 later = self.later[stand_in]

@@ -69,6 +69,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         StoreAgainstModel.runs += 1
+        self.store.close()  # the files' lazy writer might otherwise still be writing while they are removed
         shutil.rmtree(self.directory)
 
     def both(self, call, expect):

@@ -31,6 +31,10 @@ class Batch:
     new: set[str] = field(default_factory=set)
     #: ids of jobs the batch moves out of their table and back: they enter it anew, last.
     reentered: set[str] = field(default_factory=set)
+    #: ids of jobs read that the batch relies on without writing them (a dependency): the batch
+    #: is written only if they are still as read, and none changes until it is (engines whose
+    #: sessions run side by side hold them; others need nothing)
+    relied_on: set[str] = field(default_factory=set)
 
     def put(self, state: JobStatus, document: Document, *, new: bool = False) -> None:
         """Stage ``document`` as the whole of its job, in ``state``'s table.
@@ -50,6 +54,10 @@ class Batch:
         """Stage the removal of the job from every table."""
         self.puts.pop(job_id, None)
         self.deletes.add(job_id)
+
+    def rely_on(self, job_id: str) -> None:
+        """Make the batch depend on the job staying as read, though it does not write it."""
+        self.relied_on.add(job_id)
 
     def documents(self) -> Iterator[Document]:
         """Yield every document the batch writes."""
@@ -114,7 +122,14 @@ class Session(Protocol):
         """
 
     def dependents(self, job_id: str) -> Sequence[Mapping[str, Any]]:
-        """Return the idle and pending jobs whose ``dependsOn`` names the job."""
+        """Return the idle and pending jobs whose ``dependsOn`` names the job (read, as any job, in this session).
+
+        An engine whose sessions run side by side first holds the job, so that a session
+        submitting a dependent of it meanwhile is seen (it relies on the job: see :class:`Batch`).
+        """
+
+    def hold(self, topic: str) -> None:
+        """Make every other session that holds ``topic`` wait until this one ends (sessions that run side by side; others exclude each other anyway)."""
 
     def holding(self, key: str) -> Mapping[str, Any] | None:
         """Return the job not yet ended (idle, pending or running) whose ``key`` is ``key``, or None.

@@ -226,19 +226,33 @@ class PostgresSession:
         return [row[1] for row in rows]
 
     def dependents(self, job_id: str) -> list[Document]:
-        return self._rows(self._db.execute(self._q(_DEPENDENTS), {"id": job_id}).fetchall())
+        statements: list[tuple[sql.Composed | bytes, Mapping[str, Any] | None]] = [(self._q(_DEPENDENTS), {"id": job_id})]
+        known = self._read.get(job_id)
+        if known is not None:
+            # The job locked first: a session submitting a dependent holds it until its commit,
+            # so the look that follows, a statement later, sees that dependent.
+            statements.insert(0, (self._q("SELECT FROM {0}.{1} WHERE id = %(id)s FOR UPDATE", table_of(known[0])), {"id": job_id}))
+        return self._rows(self._run(statements, begin=known is not None)[-1].fetchall())
+
+    def hold(self, topic: str) -> None:
+        self._run([self._hold(topic)], begin=True)
+
+    def _hold(self, topic: str) -> tuple[sql.Composed | bytes, Mapping[str, Any] | None]:
+        return sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%(name)s), hashtext(%(topic)s))").format(), {"name": self._engine.channel, "topic": topic}
 
     def holding(self, key: str) -> Document | None:
         # Held until the session ends, so that two sessions submitting with one key take turns: the
         # second sees the job of the first.
-        lock = (sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%(name)s), hashtext(%(key)s))").format(), {"name": self._engine.channel, "key": key})
-        rows = self._run([lock, (self._q(_HOLDING), {"key": key})], begin=True)[1].fetchall()
+        rows = self._run([self._hold(f"key {key}"), (self._q(_HOLDING), {"key": key})], begin=True)[1].fetchall()
         found = self._rows(rows)
         return found[0] if found else None
 
     def apply(self, batch: Batch) -> None:
         writes = [self._put(job_id, state, document, new=job_id in batch.new) for job_id, (state, document) in batch.puts.items()]
         writes += [write for job_id in batch.deletes if (write := self._delete(job_id)) is not None]
+        # A job relied on is held (FOR SHARE) at the version read, until the commit: one changed
+        # meanwhile makes the operation run again; one a session is changing waits for it.
+        writes += [self._vouch(job_id) for job_id in sorted(batch.relied_on - batch.puts.keys() - batch.deletes) if job_id in self._read]
         if not writes:
             return
         statements: list[tuple[sql.Composed | bytes, Mapping[str, Any] | None]] = []
@@ -295,6 +309,11 @@ class PostgresSession:
             "w AS (INSERT INTO {0}.{2} (id, doc) SELECT id, %(doc)s FROM noted RETURNING version)",
         ]
         return _Write(job_id, state, steps, [table_of(was), table_of(state)], parameters)
+
+    def _vouch(self, job_id: str) -> _Write:
+        state, version = self._read[job_id]
+        steps = ["w AS (SELECT version FROM {0}.{1} WHERE id = %(id)s AND version = %(version)s FOR SHARE)"]
+        return _Write(job_id, state, steps, [table_of(state)], {"id": job_id, "version": version})
 
     def _delete(self, job_id: str) -> _Write | None:
         known = self._read.get(job_id)
@@ -488,6 +507,10 @@ class PostgresEngine:
                     raise
         except psycopg.errors.LockNotAvailable:
             raise StoreLockTimeout(f"{self.name} (a job another session holds)", self.lock_timeout) from None
+        except psycopg.errors.DeadlockDetected:
+            # Two sessions each waiting for a job the other wrote (one relied on what the other
+            # changes): the server undid this one whole, and it runs again on the store as it is now.
+            raise Conflict("deadlock") from None
         except psycopg.OperationalError as error:
             # The pool drops a broken connection; the next operation gets a new one.
             raise StoreWriteError(self.name, OSError(errno.ECONNRESET, str(error).strip().splitlines()[0]), outcome()) from None

@@ -468,6 +468,9 @@ class TinyDBSession:
     def dependents(self, job_id: str) -> list[TinyDocument]:
         return [job for state in (JobStatus.IDLE, JobStatus.PENDING) for job in self._engine.table(state).needing(job_id)]
 
+    def hold(self, topic: str) -> None:
+        """Nothing to do: the store lock excludes every other session already."""
+
     def holding(self, key: str) -> TinyDocument | None:
         for state in (JobStatus.IDLE, JobStatus.PENDING, JobStatus.RUNNING):
             found = self._engine.table(state).keyed(key)
