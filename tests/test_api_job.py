@@ -391,3 +391,21 @@ def test_the_core_keeps_its_own_argument_names(store):
     assert caught.value.argument == "older_than"
     with pytest.raises(InvalidJobError, match="input_job must be a dict"):
         store.update_job_result("j", "done", ["x"])
+
+
+def test_create_job_takes_the_scheduling_fields_as_camel_case_keywords(api):
+    needed = api.createJob("first", "u", "r", "")
+    made = api.createJob(
+        "n", "u", "r", "", delay=60, priority=3, maxRetries=2, retryBackoff=5, dependsOn=[needed["id"]], key="k"
+    )
+    assert (made["priority"], made["maxRetries"], made["retryBackoff"], made["dependsOn"], made["key"]) == (3, 2, 5, [needed["id"]], "k")
+    assert "runAt" in made
+    assert api.createJob("again", "u", "r", "", key="k")["id"] == made["id"]
+    with pytest.raises(InvalidJobError, match="field 'maxRetries'"):
+        api.createJob("n", "u", "r", "", maxRetries=-1)
+
+
+def test_fail_job_without_retry_ends_a_job_that_has_retries_left(api):
+    made = api.createJob("n", "u", "r", "", maxRetries=3)
+    api.claimJob("w")
+    assert api.failJob(made["id"], "broken", retry=False)["status"] == "error"

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from jobstore import InvalidJobError, JobStore
+from jobstore import CorruptStoreError, InvalidJobError, JobStore
 from jobstore.api import job
 
 from conftest import SCRIPT, Service
@@ -221,3 +221,34 @@ def test_the_service_tells_changes_of_a_database_store_as_they_happen(url):
     finally:
         errors = service.stop()
     assert "Traceback" not in errors, errors
+
+
+def test_a_store_of_the_first_layout_is_migrated_on_opening(url, postgres_url):
+    old = JobStore(url)
+    later = old.create_job("later", priority=9, delay=3600)
+    first, second = old.create_job("first"), old.create_job("second", priority=1)
+    name = url.rsplit("#", 1)[1]
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        # What the first release made: no claim-order columns, no scheduling indexes.
+        for index in ("jobs_pending_due", "jobs_idle_key", "jobs_pending_key", "jobs_running_key", "jobs_idle_needs", "jobs_pending_needs"):
+            db.execute(f'DROP INDEX "{name}".{index}')
+        db.execute(f'ALTER TABLE "{name}".jobs_pending DROP COLUMN priority, DROP COLUMN due')
+        db.execute(f"UPDATE \"{name}\".meta SET value = '1' WHERE key = 'layout'")
+    opened = JobStore(url)
+    assert [opened.claim_job("w")["id"] for _ in range(2)] == [second["id"], first["id"]]
+    assert opened.claim_job("w") is None and opened.get_job(later["id"])["priority"] == 9
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute(f'SELECT value FROM "{name}".meta WHERE key = %s', ("layout",)).fetchone()[0] == 2
+        columns = {row[0] for row in db.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'jobs_pending'", (name,))}
+        assert {"priority", "due"} <= columns
+
+
+def test_a_store_of_a_later_layout_is_refused_untouched(url, postgres_url):
+    JobStore(url).create_job("a")
+    name = url.rsplit("#", 1)[1]
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(f"UPDATE \"{name}\".meta SET value = '3' WHERE key = 'layout'")
+    with pytest.raises(CorruptStoreError, match="layout is version 3, which this release of jobstore does not know"):
+        JobStore(url)
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute(f'SELECT value FROM "{name}".meta WHERE key = %s', ("layout",)).fetchone()[0] == 3
