@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule
 
 from jobstore import InvalidJobError, JobStore
 
@@ -51,9 +51,17 @@ run_ats = st.sampled_from(
     ]
 )
 priorities = st.integers(-1, 2)
-#: A backoff over by the next operation, or one lasting past the test (as the store's own does).
-backoffs = st.sampled_from([1e-6, 600.0])
+#: A backoff over by the next operation (most often, so that retried jobs come round again), or
+#: one lasting past the test (as the store's own does).
+backoffs = st.sampled_from([1e-6, 1e-6, 600.0])
 keys = st.sampled_from(["k1", "k2"])
+#: How a worker ends a run it claimed (failures twice as often: they are what retries are for).
+OUTCOMES = ("finish", "fail", "fail", "fail for good", "release")
+
+
+def sometimes(strategy):
+    """``strategy``'s values a third of the time, else None: each field given alone or with a few others."""
+    return st.one_of(st.none(), st.none(), strategy)
 
 
 class StoreAgainstModel(RuleBasedStateMachine):
@@ -81,14 +89,14 @@ class StoreAgainstModel(RuleBasedStateMachine):
         name=texts,
         user=texts,
         request=texts,
-        run_at=st.none() | run_ats,
-        priority=st.none() | priorities,
-        max_retries=st.none() | st.integers(0, 2),
-        retry_backoff=st.none() | backoffs,
-        depends_on=st.none() | st.lists(ids | fixed_ids, max_size=3),
-        key=st.none() | keys,
+        run_at=sometimes(run_ats),
+        priority=sometimes(priorities),
+        retries=sometimes(st.tuples(st.integers(0, 3), st.none() | backoffs)),
+        depends_on=sometimes(st.lists(ids | fixed_ids, max_size=3)),
+        key=sometimes(keys),
     )
-    def create(self, name, user, request, run_at, priority, max_retries, retry_backoff, depends_on, key):
+    def create(self, name, user, request, run_at, priority, retries, depends_on, key):
+        max_retries, retry_backoff = retries or (None, None)
         options = {"run_at": run_at, "priority": priority, "max_retries": max_retries, "retry_backoff": retry_backoff, "depends_on": depends_on, "key": key}
         spec = {"runAt": run_at, "priority": priority, "maxRetries": max_retries, "retryBackoff": retry_backoff, "dependsOn": depends_on, "key": key}
         created = self.both(lambda: self.store.create_job(name, user, request, **options), lambda: self.model.create(name=name, user=user, request=request, **spec))
@@ -109,7 +117,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
                 },
             ),
             min_size=1,
-            max_size=3,
+            max_size=4,
         ),
     )
     def create_many(self, specs):
@@ -170,9 +178,30 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def heartbeat(self, job_id):
         self.both(lambda: self.store.heartbeat(job_id, 3600), lambda: self.model.heartbeat(job_id))
 
+    @precondition(lambda self: self.model.order["pending"] or not self.model.jobs)  # else an empty queue's answer, many times over
     @rule(worker=st.sampled_from(["w1", "w2"]))
     def claim(self, worker):
         self.both(lambda: self.store.claim_job(worker, 3600), lambda: self.model.claim(worker))
+
+    @precondition(lambda self: self.model.order["pending"])  # an empty queue is the claim rule's to try
+    @rule(worker=st.sampled_from(["w1", "w2"]), outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4), text=texts)
+    def work(self, worker, outcomes, text):
+        """A worker's rounds: claim, then end the run as workers do; so claims, retries and dependencies come round often."""
+        for outcome in outcomes:
+            claimed = self.both(lambda: self.store.claim_job(worker, 3600), lambda: self.model.claim(worker))
+            if claimed is None:
+                return
+            self.end_run(claimed["id"], outcome, text)
+
+    def end_run(self, job_id, outcome, text):
+        """End a claimed job's run: a result, a failure (retried if it may be, or not), or a release."""
+        call, expect = {
+            "finish": (lambda: self.store.update_job_result(job_id, text), lambda: self.model.update_result(job_id, text)),
+            "fail": (lambda: self.store.fail_job(job_id, text), lambda: self.model.fail(job_id, text)),
+            "fail for good": (lambda: self.store.fail_job(job_id, text, retry=False), lambda: self.model.fail(job_id, text, False)),
+            "release": (lambda: self.store.release_job(job_id, text), lambda: self.model.release(job_id, text)),
+        }[outcome]
+        self.both(call, expect)
 
     @rule(job_id=ids | fixed_ids, state=st.sampled_from(STATES))
     def get_job(self, job_id, state):
