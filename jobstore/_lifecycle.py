@@ -23,6 +23,10 @@ Operation = Callable[[Session, Batch], T]
 
 #: The states a job ends in; waiting stops there.
 FINAL_STATES = frozenset({JobStatus.FINISHED, JobStatus.ERROR})
+#: The states of a job waiting to be claimed (idle ones wait to be submitted).
+WAITING_STATES = frozenset({JobStatus.IDLE, JobStatus.PENDING})
+#: The states of a job not yet ended, which holds its key.
+LIVE_STATES = frozenset({JobStatus.IDLE, JobStatus.PENDING, JobStatus.RUNNING})
 _RUN_TIMES = ("startedAt", "finishedAt", "leaseExpiresAt")
 # What a re-run starts without: the traces of the previous run, and who ran it.
 _RUN_FIELDS = ("worker", "attempts", "retries", "runAt", "progress", "cancelRequested", "canceled", *_RUN_TIMES)
@@ -99,8 +103,10 @@ def _retry_later(batch: Batch, job: Mapping[str, Any], why: str, default_backoff
 
 
 def _no_retry_left(job: Mapping[str, Any]) -> str:
-    allowed = job.get("maxRetries")
-    return f"; no retries left ({allowed} of {allowed} used)" if isinstance(allowed, int) and allowed > 0 else ""
+    """What ends a job with retries that were all used: said in its last message; nothing for any other."""
+    allowed, used = job.get("maxRetries"), job.get("retries", 0)
+    spent = isinstance(allowed, int) and allowed > 0 and isinstance(used, int) and used >= allowed
+    return f"; no retries left ({allowed} of {allowed} used)" if spent else ""
 
 
 def recover_expired(session: Session, batch: Batch, moment: datetime.datetime, max_attempts: int, default_backoff: float) -> list[Document]:
@@ -172,6 +178,54 @@ def requeue_expired(max_attempts: int, default_backoff: float) -> Operation[list
         return [job["id"] for job in recover_expired(session, batch, utc_now(), max_attempts, default_backoff)]
 
     return operation
+
+
+def check_dependencies(session: Session, batch: Batch, job_id: str, needs: Iterable[str], *, given: bool, cycles: bool) -> str | None:
+    """Return the first of the job's dependencies in error, if any; refuse dependencies just given that name no job, or close a cycle.
+
+    The batch relies on every job read here: a dependency failing meanwhile, or another
+    write closing a cycle, makes one of the two operations run again and see the other.
+
+    :param given: the dependencies are given now (a submit, a change): an unknown one is refused;
+        else they are the job's own, and one deleted since is passed over
+    :param cycles: look for a cycle (no job can depend on an id just made up, nor on a job
+        whose dependencies are not changing)
+    :raises InvalidJobError: naming ``dependsOn``
+    """
+    failed = None
+    for needed in needs:
+        if needed == job_id:
+            raise InvalidJobError(job_id, [("dependsOn", "a job cannot depend on itself")])
+        found = session.find(needed)
+        if found is None:
+            if given:
+                raise InvalidJobError(job_id, [("dependsOn", f"no job {needed!r} is in the store")])
+            continue
+        batch.rely_on(needed)
+        if found[0] is JobStatus.ERROR and failed is None:
+            failed = needed
+        if not cycles:
+            continue
+        # A cycle would need a path back from the dependency to this job: follow every one.
+        seen, ahead = {needed}, list(_schedule.depends_on(found[1]))
+        while ahead:
+            step = ahead.pop()
+            if step == job_id:
+                raise InvalidJobError(job_id, [("dependsOn", f"depending on {needed!r} makes a cycle: {needed!r} waits for this job")])
+            if step not in seen and (further := session.find(step)) is not None:
+                seen.add(step)
+                batch.rely_on(step)
+                ahead += _schedule.depends_on(further[1])
+    return failed
+
+
+def key_held(session: Session, job_id: str, job: Mapping[str, Any]) -> str | None:
+    """Why the job may not be made live again: another job not yet ended holds its key; None when none does."""
+    key = job.get("key")
+    holder = session.holding(key) if isinstance(key, str) else None
+    if holder is not None and holder["id"] != job_id:
+        return f"job {holder['id']} holds its key {key!r} and has not ended"
+    return None
 
 
 def cascade(session: Session, batch: Batch) -> None:
@@ -301,13 +355,16 @@ def retry(job_id: str) -> Operation[Document]:
         state, job = _found(session, job_id)
         if state not in FINAL_STATES:
             raise JobStateError(job_id, state.value, "retry", sorted(s.value for s in FINAL_STATES))
-        key = job.get("key")
-        holder = session.holding(key) if isinstance(key, str) else None
-        if holder is not None and holder["id"] != job_id:
-            detail = f"job {holder['id']} holds its key {key!r} and has not ended"
-            raise JobStateError(job_id, state.value, "retry", sorted(s.value for s in FINAL_STATES), detail)
+        held = key_held(session, job_id, job)
+        if held is not None:
+            raise JobStateError(job_id, state.value, "retry", sorted(s.value for s in FINAL_STATES), held)
         fresh = {name: value for name, value in job.items() if name not in _RUN_FIELDS}
-        return _move(batch, JobStatus.PENDING, fresh, messages=with_message(job, f"retried after it was {state.value}"))
+        again = with_message(job, f"retried after it was {state.value}")
+        failed = check_dependencies(session, batch, job_id, _schedule.depends_on(job), given=False, cycles=False)
+        if failed is not None:
+            # It would wait for ever: it ends again at once, as its dependency did.
+            return _move(batch, JobStatus.ERROR, fresh, messages=with_message({"messages": again}, f"dependency {failed} ended in error"))
+        return _move(batch, JobStatus.PENDING, fresh, messages=again)
 
     return operation
 

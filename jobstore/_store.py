@@ -375,51 +375,19 @@ class JobStore:
         # Made under the lock: the defaults are those of the schema the store records now.
         job = self._new_job(str(uuid.uuid4()), JobStatus.PENDING, fields)
         if self.max_retries and "maxRetries" not in job:
-            job["maxRetries"] = self.max_retries  # written into the job: every process then retries it alike
-            job.setdefault("retryBackoff", self.retry_backoff)
+            job["maxRetries"] = self.max_retries
+        if "maxRetries" in job:
+            job.setdefault("retryBackoff", self.retry_backoff)  # written into the job: every process then retries it alike
         state = JobStatus.PENDING
-        failed = self._check_needs(session, batch, job["id"], _schedule.depends_on(job), new=True)
+        failed = lifecycle.check_dependencies(session, batch, job["id"], _schedule.depends_on(job), given=True, cycles=False)
         if failed is not None:
             state = JobStatus.ERROR
             job["status"] = state.value
             job["messages"] = lifecycle.with_message(job, f"dependency {failed} ended in error")
         batch.put(state, job, new=True)
-        if isinstance(key, str):
+        if isinstance(key, str) and state is JobStatus.PENDING:  # one that ended at once holds no key
             holders[key] = job
         return job, True
-
-    def _check_needs(self, session: Session, batch: Batch, job_id: str, needs: Iterable[str], *, new: bool = False) -> str | None:
-        """Refuse dependencies on unknown jobs, or that would make a cycle; return the first one in error, if any.
-
-        The batch relies on every job read here: a dependency failing meanwhile, or another
-        write closing a cycle, makes one of the two operations run again and see the other.
-
-        :param new: the job's id was just made up, so no job can depend on it: no cycle to look for
-        :raises InvalidJobError: naming ``dependsOn``
-        """
-        failed = None
-        for needed in needs:
-            if needed == job_id:
-                raise InvalidJobError(job_id, [("dependsOn", "a job cannot depend on itself")])
-            found = session.find(needed)
-            if found is None:
-                raise InvalidJobError(job_id, [("dependsOn", f"no job {needed!r} is in the store")])
-            batch.rely_on(needed)
-            if found[0] is JobStatus.ERROR and failed is None:
-                failed = needed
-            if new:
-                continue
-            # A cycle would need a path back from the dependency to this job: follow every one.
-            seen, ahead = {needed}, list(_schedule.depends_on(found[1]))
-            while ahead:
-                step = ahead.pop()
-                if step == job_id:
-                    raise InvalidJobError(job_id, [("dependsOn", f"depending on {needed!r} makes a cycle: {needed!r} waits for this job")])
-                if step not in seen and (further := session.find(step)) is not None:
-                    seen.add(step)
-                    batch.rely_on(step)
-                    ahead += _schedule.depends_on(further[1])
-        return failed
 
     def _holders(self, session: Session, specs: Iterable[Mapping[str, Any]]) -> dict[str, Document]:
         keys = sorted({key for fields in specs if isinstance(key := fields.get("key"), str)})
@@ -549,13 +517,23 @@ class JobStore:
         fields.update(_schedule.settle(job_id, {name: fields[name] for name in _schedule.FIELDS if fields.get(name) is not None}))
 
         def set_job(session: Session, batch: Batch) -> Document:
-            if isinstance(fields.get("dependsOn"), list):  # anything else is the schema's to refuse
+            changed = isinstance(fields.get("dependsOn"), list)  # anything else is the schema's to refuse
+            if changed:
                 # Two such changes at once could each see no cycle and make one together: they take turns.
                 session.hold("dependencies")
-                self._check_needs(session, batch, job_id, fields["dependsOn"])
             found = session.find(job_id)
             job = {**found[1], **fields, "status": target.value} if found else self._new_job(job_id, target, fields)
-            batch.put(target, job)
+            state = target
+            if changed or target in lifecycle.WAITING_STATES:
+                failed = lifecycle.check_dependencies(session, batch, job_id, _schedule.depends_on(job), given=changed, cycles=changed)
+                if failed is not None and target in lifecycle.WAITING_STATES:
+                    # It would wait for ever: it ends now, as its dependency did.
+                    state = JobStatus.ERROR
+                    job = {**job, "status": state.value, "messages": lifecycle.with_message(job, f"dependency {failed} ended in error")}
+            held = lifecycle.key_held(session, job_id, job) if state in lifecycle.LIVE_STATES else None
+            if held is not None:
+                raise InvalidJobError(job_id, [("key", held)])
+            batch.put(state, job)
             return job
 
         return self._transact(set_job)

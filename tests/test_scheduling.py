@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from jobstore import InvalidArgumentError, InvalidJobError, JobStore
+from jobstore import InvalidArgumentError, InvalidJobError, JobStateError, JobStore
 from jobstore._times import parse_time
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -593,3 +593,48 @@ def test_a_job_run_again_is_due_at_once(store):
     store.retry_job(job["id"])
     claimed = store.claim_job("w")
     assert claimed is not None and claimed["id"] == job["id"]
+
+
+def test_a_dependent_run_again_or_set_waiting_while_its_dependency_is_in_error_ends_at_once(store):
+    needed = store.create_job("needed")
+    waiting = store.create_job("waiting", depends_on=[needed["id"]])
+    store.cancel_job(needed["id"])
+    assert store.find_job(waiting["id"])[1] == "error"
+    again = store.retry_job(waiting["id"])
+    assert again["status"] == "error" and again["messages"].endswith(f"dependency {needed['id']} ended in error")
+    assert store.set_job_pending(waiting["id"])["status"] == "error"
+    other = store.create_job("other")
+    moved = store.set_job(other["id"], {"dependsOn": [needed["id"]]}, "pending")
+    assert moved["status"] == "error" and store.claim_job("w") is None
+
+
+def test_a_key_is_held_against_set_job_as_against_a_submit(store):
+    old = store.create_job("old", key="k")
+    store.cancel_job(old["id"])
+    new = store.create_job("new", key="k")
+    assert new["id"] != old["id"]
+    with pytest.raises(InvalidJobError, match=f"job {new['id']} holds its key 'k'"):
+        store.set_job_pending(old["id"])
+    with pytest.raises(JobStateError, match=f"job {new['id']} holds its key 'k'"):
+        store.retry_job(old["id"])
+    plain = store.create_job("plain")
+    with pytest.raises(InvalidJobError, match="holds its key 'k'"):
+        store.set_job(plain["id"], {"key": "k"})
+    assert store.find_job(old["id"])[1] == "error" and "key" not in store.find_job(plain["id"])[0]
+
+
+def test_the_stores_backoff_is_written_into_a_job_that_gives_only_its_retries(store):
+    opened = JobStore(store.location, retry_backoff=600)
+    assert opened.create_job("n", max_retries=2)["retryBackoff"] == 600
+    assert "retryBackoff" not in opened.create_job("plain")
+
+
+def test_a_job_recovered_and_claimed_again_at_once_enters_running_last(store):
+    first, second = store.create_job("first"), store.create_job("second")
+    assert store.claim_job("a", lease=0.05)["id"] == first["id"]
+    assert store.claim_job("b")["id"] == second["id"]
+    time.sleep(0.1)
+    again = store.claim_job("c")
+    assert again["id"] == first["id"] and again["worker"] == "c"
+    assert [entry["status"] for entry in again["history"]] == ["pending", "running", "pending", "running"]
+    assert [job["id"] for job in store.get_running_jobs()] == [second["id"], first["id"]]

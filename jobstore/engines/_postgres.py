@@ -248,7 +248,10 @@ class PostgresSession:
         return found[0] if found else None
 
     def apply(self, batch: Batch) -> None:
-        writes = [self._put(job_id, state, document, new=job_id in batch.new) for job_id, (state, document) in batch.puts.items()]
+        writes = [
+            self._put(job_id, state, document, new=job_id in batch.new, reentered=job_id in batch.reentered)
+            for job_id, (state, document) in batch.puts.items()
+        ]
         writes += [write for job_id in batch.deletes if (write := self._delete(job_id)) is not None]
         # A job relied on is held (FOR SHARE) at the version read, until the commit: one changed
         # meanwhile makes the operation run again; one a session is changing waits for it.
@@ -286,7 +289,7 @@ class PostgresSession:
             else:
                 self._read[write.job_id] = (write.state, row[0])
 
-    def _put(self, job_id: str, state: JobStatus, document: Document, *, new: bool) -> _Write:
+    def _put(self, job_id: str, state: JobStatus, document: Document, *, new: bool, reentered: bool = False) -> _Write:
         if "\x00" in job_id or b"\\u0000" in orjson.dumps(document):
             raise InvalidJobError(job_id, [(None, "a string holds U+0000 (NUL), which PostgreSQL cannot store")])
         parameters: dict[str, Any] = {"id": job_id, "state": state.value, "doc": Jsonb(document)}
@@ -300,7 +303,9 @@ class PostgresSession:
             return _Write(job_id, state, steps, [table_of(state)], parameters)
         was, parameters["version"] = known
         if was is state:
-            steps = ["w AS (UPDATE {0}.{1} SET doc = %(doc)s, version = nextval('{0}.versions') WHERE id = %(id)s AND version = %(version)s RETURNING version)"]
+            # A job that left the table and came back in this batch enters it anew, last.
+            again = ", entered = nextval('{0}.entered')" if reentered else ""
+            steps = ["w AS (UPDATE {0}.{1} SET doc = %(doc)s, version = nextval('{0}.versions')" + again + " WHERE id = %(id)s AND version = %(version)s RETURNING version)"]
             return _Write(job_id, state, steps, [table_of(state)], parameters)
         # A move: out of the old table at the version read, its state noted in jobs, into the new table.
         steps = [
