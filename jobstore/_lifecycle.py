@@ -362,8 +362,8 @@ def retry(job_id: str) -> Operation[Document]:
         again = with_message(job, f"retried after it was {state.value}")
         failed = check_dependencies(session, batch, job_id, _schedule.depends_on(job), given=False, cycles=False)
         if failed is not None:
-            # It would wait for ever: it ends again at once, as its dependency did.
-            return _move(batch, JobStatus.ERROR, fresh, messages=with_message({"messages": again}, f"dependency {failed} ended in error"))
+            # It would wait for ever: it stays in error, as its dependency is, and says why.
+            return _move(batch, JobStatus.ERROR, job, messages=with_message({"messages": again}, f"dependency {failed} ended in error"))
         return _move(batch, JobStatus.PENDING, fresh, messages=again)
 
     return operation
