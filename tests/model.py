@@ -25,13 +25,12 @@ STATES = ("idle", "pending", "running", "finished", "error")
 FINAL = ("finished", "error")
 #: The states of a job not yet ended: one of them holding a key keeps the key from new jobs.
 LIVE = ("idle", "pending", "running")
+#: The states of a job waiting to be claimed (an idle one waits to be submitted).
+WAITING = ("idle", "pending")
 #: The scheduling fields a submitter gives, as the schema names them.
 SCHEDULING = ("runAt", "priority", "maxRetries", "retryBackoff", "dependsOn", "key")
 #: The fields the model follows; the times and history the store stamps are left to other tests.
-FOLLOWED = (
-    "id", "status", "name", "user", "request", "result", "messages", "progress", "worker", "attempts",
-    "canceled", "cancelRequested", "retries", *SCHEDULING,
-)  # fmt: skip
+FOLLOWED = ("id", "status", "name", "user", "request", "result", "messages", "progress", "worker", "attempts", "canceled", "cancelRequested", "retries", *SCHEDULING)
 RUN_FIELDS = ("worker", "attempts", "progress", "cancelRequested", "canceled")
 #: What a job retried by hand starts without, beyond its last run's traces: it is due now, its retries all left.
 RETRY_CLEARS = (*RUN_FIELDS, "retries", "runAt")
@@ -47,6 +46,9 @@ OVER_AT_ONCE, NEVER_OVER = 0.001, 60.0
 #: When a pending job is due, as the model places it: ``(0, text)`` for a runAt before the test
 #: began, ``(1, n)`` for the n-th entry into pending (or a wait that ended at once after it).
 Due = tuple[int, Any]
+#: Stands for a wait neither over at once nor lasting past the test: only a model that never
+#: predicts a claim (the contention's) may meet one.
+UNSURE: Due = (-1, "a wait the model cannot place")
 T = TypeVar("T")
 
 
@@ -96,20 +98,34 @@ def agree(
     return answer, False
 
 
+def stamped(document: Mapping[str, Any]) -> None:
+    """The store's stamps agree with the job's state: its history ends in it, and the run's times are those the state has.
+
+    (The model does not follow the times themselves, only that they are there.)
+    """
+    job_id, status = document["id"], document["status"]
+    assert document["history"][-1]["status"] == status, f"job {job_id} is {status}, its history ends {document['history'][-1]}"
+    if status in FINAL:
+        assert "finishedAt" in document, f"job {job_id} is {status} without finishedAt"
+    elif status == "running":
+        assert "startedAt" in document, f"job {job_id} is running without startedAt"
+    else:
+        assert "startedAt" not in document and "finishedAt" not in document, f"job {job_id} waits with the times of a run"
+
+
 def with_message(job: Mapping[str, Any], text: str) -> str:
     return f"{job['messages']}\n{text}" if job.get("messages") else text
 
 
 def written(moment: datetime.datetime) -> str:
-    """A time as the store writes it: UTC, to the microsecond, ``Z``; a naive time is UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    """An aware time as the store writes it: UTC, to the microsecond, ``Z``."""
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def moment_of(value: datetime.datetime | str) -> datetime.datetime:
     """A time given as a datetime or ISO 8601 text, as an aware datetime (naive means UTC)."""
-    moment = value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)
+    # Before Python 3.11, fromisoformat reads no "Z".
+    moment = value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
@@ -132,7 +148,7 @@ class Later:
     earliest: datetime.datetime
     #: the longest the wait may be, from the store's answer back
     longest: float
-    #: when it is due, as the model places it (None: never while a test runs)
+    #: when it is due, as the model places it (None: never while a test runs; or ``UNSURE``)
     due: Due | None
 
     def read(self, text: object) -> str:
@@ -278,8 +294,7 @@ class Model:
 
     def retry_later(self, job_id: str, shortest: float, longest: float) -> str:
         """Stand in for the end of a retry's backoff; :meth:`learn` reads it from the store's answer."""
-        due = (1, self.clock) if longest <= OVER_AT_ONCE else None
-        assert due is not None or shortest >= NEVER_OVER, f"a backoff of {longest:g} s: the model cannot say when that is over"
+        due = (1, self.clock) if longest <= OVER_AT_ONCE else None if shortest >= NEVER_OVER else UNSURE
         later = Later(f"later-{uuid.uuid4().hex}", now() + datetime.timedelta(seconds=shortest), longest, due)
         self.later[job_id] = later
         return later.mark
@@ -298,6 +313,7 @@ class Model:
             else:
                 assert moment > now() + datetime.timedelta(days=1), f"runAt {run_at}: the model cannot say whether it is due"
                 self.times[run_at] = None
+        assert self.times[run_at] != UNSURE, f"runAt {run_at}: the model cannot say whether it is due"
         return self.times[run_at]
 
     def ready(self, job_id: str) -> bool:
@@ -329,6 +345,17 @@ class Model:
                     self.put(job_id, {**job, "messages": with_message(job, f"dependency {cause} ended in error"), "status": "error"})
                     failed.append(job_id)
 
+    def failed_dependency(self, job: Mapping[str, Any]) -> str | None:
+        """The first job the job depends on that is in error, if any."""
+        return next((needed for needed in job.get("dependsOn", ()) if self.state_of(needed) == "error"), None)
+
+    def unless_failed(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A job about to wait, unless a job it depends on is in error: then it would wait for ever, and ends at once as that one did."""
+        failed = self.failed_dependency(job)
+        if failed is None:
+            return job
+        return {**job, "status": "error", "messages": with_message(job, f"dependency {failed} ended in error")}
+
     # What each operation should do: the expected job (followed fields), or the error it should raise.
 
     @operation
@@ -352,12 +379,11 @@ class Model:
             missing = [needed for needed in job.get("dependsOn", ()) if needed not in self.jobs]
             if missing:
                 raise InvalidJobError(missing[0], [])
-            failed = next((needed for needed in job.get("dependsOn", ()) if self.state_of(needed) == "error"), None)
-            if failed is not None:
-                job.update(status="error", messages=with_message(job, f"dependency {failed} ended in error"))
+            if "maxRetries" in job:
+                job.setdefault("retryBackoff", self.default_backoff)  # written in, so that every process retries it alike
             stand_in = f"new-{uuid.uuid4().hex}"
             self.fresh.append(stand_in)
-            made.append(self.put(stand_in, {"status": "pending", **job}))
+            made.append(self.put(stand_in, self.unless_failed({**job, "status": "pending"})))
         return made
 
     def create(self, **spec: Any) -> dict[str, Any]:
@@ -366,11 +392,17 @@ class Model:
 
     @operation
     def set(self, job_id: str, data: Mapping[str, Any], state: str) -> dict[str, Any]:
-        base = self.jobs.get(job_id, NEW)
+        """A job put in a state by hand, ``data`` merged in; refused where it would make a second live job with a key."""
         fields = {**data}
         if "runAt" in fields:
             fields["runAt"] = written(moment_of(fields["runAt"]))
-        return self.put(job_id, {**base, **fields, "status": state})
+        job = {**self.jobs.get(job_id, NEW), **fields, "status": state}
+        if state in WAITING:
+            job = self.unless_failed(job)
+        holder = self.holder(job.get("key"))
+        if job["status"] in LIVE and holder is not None and holder["id"] != job_id:
+            raise InvalidJobError(job_id, [])
+        return self.put(job_id, job)
 
     @operation
     def update_result(self, job_id: str, result: str) -> dict[str, Any]:
@@ -399,13 +431,14 @@ class Model:
         if job["status"] in FINAL:
             raise JobStateError(job_id, job["status"], "fail", [])
         allowed, used = job.get("maxRetries"), job.get("retries", 0)
-        counted = retry and job["status"] == "running" and allowed is not None and not job.get("cancelRequested")
-        if counted and used < allowed:
-            return self.retry_soon(job_id, f"failed: {message}" if message else "failed")
-        if counted and allowed > 0:
-            # The last failure says the retries are spent, as a line of its own when it has no message.
-            spent = f"no retries left ({allowed} of {allowed} used)"
-            message = f"{message}; {spent}" if message else spent
+        if retry and job["status"] == "running" and isinstance(allowed, int):
+            # A job asked to stop is not retried: its failure is the stop it was asked for.
+            if used < allowed and not job.get("cancelRequested"):
+                return self.retry_soon(job_id, f"failed: {message}" if message else "failed")
+            if 0 < allowed <= used:
+                # The failure after the last retry says they are spent, as a line of its own when it has no message.
+                spent = f"no retries left ({allowed} of {allowed} used)"
+                message = f"{message}; {spent}" if message else spent
         messages = with_message(job, message) if message else job["messages"]
         ended = {**job, "messages": messages, "status": "error"}
         if job.get("cancelRequested"):
@@ -436,12 +469,20 @@ class Model:
 
     @operation
     def retry(self, job_id: str) -> dict[str, Any]:
-        """An ended job run again: due now, its attempts and retries from zero; refused while another live job holds its key."""
+        """An ended job run again: due now, its attempts and retries from zero; refused while another live job holds its key.
+
+        A job depending on one in error would wait for ever: it stays in error instead.
+        """
         job = self.existing(job_id)
         if job["status"] not in FINAL or self.holder(job.get("key")) is not None:
             raise JobStateError(job_id, job["status"], "retry", [])
+        again = with_message(job, f"retried after it was {job['status']}")
+        failed = self.failed_dependency(job)
+        if failed is not None:
+            # It would wait for ever: it stays as it was, in error as its dependency is, and says why.
+            return self.put(job_id, {**job, "messages": with_message({"messages": again}, f"dependency {failed} ended in error"), "status": "error"})
         fresh = {name: value for name, value in job.items() if name not in RETRY_CLEARS}
-        return self.put(job_id, {**fresh, "messages": with_message(job, f"retried after it was {job['status']}"), "status": "pending"})
+        return self.put(job_id, {**fresh, "messages": again, "status": "pending"})
 
     @operation
     def cancel(self, job_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from jobstore import InvalidJobError, JobStore
 
 from conftest import snapshot
-from model import STATES, Model, agree, seen
+from model import STATES, Model, agree, seen, stamped
 
 STEPS = int(os.environ.get("JOBSTORE_MODEL_STEPS", "40"))
 EXAMPLES = int(os.environ.get("JOBSTORE_FUZZ_EXAMPLES", "60"))
@@ -55,8 +55,9 @@ priorities = st.integers(-1, 2)
 #: one lasting past the test (as the store's own does).
 backoffs = st.sampled_from([1e-6, 1e-6, 600.0])
 keys = st.sampled_from(["k1", "k2"])
-#: How a worker ends a run it claimed (failures twice as often: they are what retries are for).
-OUTCOMES = ("finish", "fail", "fail", "fail for good", "release")
+#: How a worker ends a run it claimed (failures twice as often: they are what retries are for);
+#: "stop" is a cancel asked for meanwhile, which the worker obeys by failing the job.
+OUTCOMES = ("finish", "fail", "fail", "fail for good", "release", "stop")
 
 
 def sometimes(strategy):
@@ -91,7 +92,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
         request=texts,
         run_at=sometimes(run_ats),
         priority=sometimes(priorities),
-        retries=sometimes(st.tuples(st.integers(0, 3), st.none() | backoffs)),
+        retries=st.none() | st.tuples(st.integers(0, 3), st.none() | backoffs),
         depends_on=sometimes(st.lists(ids | fixed_ids, max_size=3)),
         key=sometimes(keys),
     )
@@ -112,7 +113,8 @@ class StoreAgainstModel(RuleBasedStateMachine):
                     "priority": priorities,
                     "maxRetries": st.integers(0, 2),
                     "retryBackoff": backoffs,
-                    "dependsOn": st.lists(ids | fixed_ids, max_size=2),
+                    # Jobs made here (deleted ones aside): a batch with an unknown one makes no job at all.
+                    "dependsOn": st.lists(ids, max_size=2),
                     "key": keys,
                 },
             ),
@@ -194,7 +196,10 @@ class StoreAgainstModel(RuleBasedStateMachine):
             self.end_run(claimed["id"], outcome, text)
 
     def end_run(self, job_id, outcome, text):
-        """End a claimed job's run: a result, a failure (retried if it may be, or not), or a release."""
+        """End a claimed job's run: a result, a failure (retried if it may be, or not), a release, or a stop asked for."""
+        if outcome == "stop":
+            self.both(lambda: self.store.cancel_job(job_id), lambda: self.model.cancel(job_id))
+            outcome = "fail"
         call, expect = {
             "finish": (lambda: self.store.update_job_result(job_id, text), lambda: self.model.update_result(job_id, text)),
             "fail": (lambda: self.store.fail_job(job_id, text), lambda: self.model.fail(job_id, text)),
@@ -217,7 +222,10 @@ class StoreAgainstModel(RuleBasedStateMachine):
     def every_state_holds_the_same_jobs_in_the_same_order(self):
         StoreAgainstModel.compared += 1  # once at the start of a run, then after each step
         for state in STATES:
-            assert [seen(job) for job in self.store.get_jobs(state)] == self.model.in_state(state), state
+            jobs = self.store.get_jobs(state)
+            assert [seen(job) for job in jobs] == self.model.in_state(state), state
+            for job in jobs:
+                stamped(job)
         assert [job["id"] for job in self.store.get_jobs()] == [i for state in STATES for i in self.model.order[state]]
 
 
