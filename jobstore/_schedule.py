@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,15 @@ def run_at_text(job_id: object, value: object) -> str:
         return timestamp(moment)
     except OverflowError:
         raise InvalidJobError(job_id, [("runAt", f"a time is within the years 1 to 9999 in UTC, not {value!r}")]) from None
+
+
+def named(
+    run_at: object = None, priority: object = None, max_retries: object = None, retry_backoff: object = None, depends_on: object = None, key: object = None
+) -> dict[str, Any]:
+    """The scheduling keywords of ``create_job`` under the schema's names, as :func:`settle` takes them; dependencies given as any iterable become a list."""
+    if depends_on is not None and isinstance(depends_on, Iterable) and not isinstance(depends_on, (str, bytes, Mapping)):
+        depends_on = list(depends_on)
+    return {"runAt": run_at, "priority": priority, "maxRetries": max_retries, "retryBackoff": retry_backoff, "dependsOn": depends_on, "key": key}
 
 
 def settle(job_id: object, fields: dict[str, Any], delay: object = None) -> dict[str, Any]:

@@ -424,14 +424,7 @@ class JobStore:
         :returns: the stored document (for a key already held, the job that holds it)
         :raises InvalidJobError: naming the field at fault (an unknown dependency, say); nothing is written
         """
-        given = {
-            "runAt": run_at,
-            "priority": priority,
-            "maxRetries": max_retries,
-            "retryBackoff": retry_backoff,
-            "dependsOn": None if depends_on is None else list(depends_on) if isinstance(depends_on, Iterable) and not isinstance(depends_on, (str, bytes, Mapping)) else depends_on,
-            "key": key,
-        }
+        given = _schedule.named(run_at, priority, max_retries, retry_backoff, depends_on, key)
         fields = {"name": name, "user": user, "request": request, "result": result, "messages": "", **_schedule.settle("new job", given, delay)}
 
         def create(session: Session, batch: Batch) -> Document:

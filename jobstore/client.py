@@ -60,13 +60,6 @@ def _scheduled(job_ref: str, fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _listed(ids: Iterable[str | int] | None) -> Any:
-    """Dependencies given as any iterable of ids, as a list (as the store takes them); anything else as it is, for the check to name."""
-    if ids is None or isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
-        return ids
-    return list(ids)
-
-
 class JobClient:
     """A store behind the job service (``jobstore serve``), used as a local one is.
 
@@ -167,15 +160,7 @@ class JobClient:
         :returns: the stored document (for a key already held, the job that holds it)
         :raises InvalidJobError: naming the field at fault; nothing is sent for a value the store would refuse whatever it holds
         """
-        fields = {
-            "runAt": run_at,
-            "delay": delay,
-            "priority": priority,
-            "maxRetries": max_retries,
-            "retryBackoff": retry_backoff,
-            "dependsOn": _listed(depends_on),
-            "key": key,
-        }
+        fields = {**_schedule.named(run_at, priority, max_retries, retry_backoff, depends_on, key), "delay": delay}
         spec = _scheduled("new job", {"name": name, "user": user, "request": request, "result": result, **fields})
         job: dict[str, Any] = self._json("POST", "/jobs", body=[spec])["jobs"][0]
         return job
